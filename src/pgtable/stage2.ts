@@ -1,0 +1,830 @@
+/**
+ * The stage-2 page table and its operations (pgtable.md §5): init, map, set_owner, unmap,
+ * relax_perms, wrprotect, mkyoung, test_clear_young, flush, split, create_unlinked,
+ * free_unlinked, get_leaf and destroy, with break-before-make and the exact TLBI and
+ * cache-maintenance calls of Linux v6.17's arch/arm64/kvm/hyp/pgtable.c.
+ *
+ * Each operation is a small visitor plus a data object that lives on the instance (no
+ * allocation per call); results are negative errno values.
+ */
+
+import {
+  AddrLayout,
+  E2BIG,
+  EAGAIN,
+  EINVAL,
+  ENOMEM,
+  KVM_INVALID_PTE_LOCKED,
+  KVM_MAX_OWNER_ID,
+  KVM_PGTABLE_PROT_R,
+  KVM_PGTABLE_PROT_SW_MASK,
+  KVM_PGTABLE_PROT_W,
+  KVM_PGTABLE_PROT_X,
+  KVM_PTE_LEAF_ATTR_HI,
+  KVM_PTE_LEAF_ATTR_HI_S2_XN,
+  KVM_PTE_LEAF_ATTR_HI_SW,
+  KVM_PTE_LEAF_ATTR_LO,
+  KVM_PTE_LEAF_ATTR_LO_S2_AF,
+  KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R,
+  KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W,
+  KVM_PTE_TYPE_TABLE,
+  KVM_PTE_VALID,
+  initValidLeafPte,
+  pteCacheable,
+  pteExecutable,
+  pteIsLocked,
+  pteIsTable,
+  stage2PteProt,
+  stage2SetProtAttr,
+} from './descriptor.js';
+import type { AttrOut, LeafOut } from './descriptor.js';
+import { Geometry } from './geometry.js';
+import type { GranuleSize } from './geometry.js';
+import { MemCache, NULL_EVENTS, TLBI_TTL_UNKNOWN, TablePool } from './pool.js';
+import type { Stage2Events } from './pool.js';
+import {
+  KVM_PGTABLE_WALK_LEAF,
+  KVM_PGTABLE_WALK_SHARED,
+  KVM_PGTABLE_WALK_SKIP_BBM_TLBI,
+  KVM_PGTABLE_WALK_SKIP_CMO,
+  KVM_PGTABLE_WALK_TABLE_POST,
+  KVM_PGTABLE_WALK_TABLE_PRE,
+  VISIT_TABLE_POST,
+  VISIT_TABLE_PRE,
+  Walker,
+} from './walker.js';
+import type { Visitor, WalkCtx } from './walker.js';
+
+/** KVM_PGTABLE_S2_NOFWB: this table does not use FWB even if the CPU has it. */
+export const KVM_PGTABLE_S2_NOFWB = 1 << 0;
+/** KVM_PGTABLE_S2_IDMAP: IPA must equal PA (pKVM host). */
+export const KVM_PGTABLE_S2_IDMAP = 1 << 1;
+
+/**
+ * MAX_TLBI_RANGE_PAGES = __TLBI_RANGE_PAGES(31, 3): the most pages one range TLBI covers
+ * (2^21). The golden vectors show 32 GiB chunks with 16K pages, which fixes this value.
+ */
+export const MAX_TLBI_RANGE_PAGES = 2 ** 21;
+
+/** KVM_PTE_LEAF_ATTR_S2_PERMS in the lo half (R, W); XN is in the hi half. */
+const PERMS_LO = KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R | KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W;
+const PERMS_HI = KVM_PTE_LEAF_ATTR_HI_S2_XN;
+
+/** Options of a stage-2 table (what kvm_init_stage2_mmu and the CPU decide). */
+export interface Stage2Options {
+  /** Host PAGE_SIZE and stage-2 granule. */
+  granule: GranuleSize;
+  /** The VM's IPA size in bits (32..52). */
+  ipaBits: number;
+  /** The CPU has FEAT_S2FWB (HCR_EL2.FWB = 1). */
+  fwb: boolean;
+  /** Overrides the start level KVM would choose. */
+  startLevel?: number;
+  /** FEAT_TLBIRANGE; default true. Without it range invalidations become `tlbi vmid`. */
+  tlbiRange?: boolean;
+  /** FEAT_LPA2 output addresses (4K/16K only); default false. */
+  lpa2?: boolean;
+  /** pgt->flags: KVM_PGTABLE_S2_NOFWB | KVM_PGTABLE_S2_IDMAP; default 0. */
+  flags?: number;
+  /** Where TLBIs and CMOs go; default: nowhere. */
+  events?: Stage2Events;
+  /** The table-page pool; default: a new one. */
+  pool?: TablePool;
+  /** force_pte_cb(addr, end, prot): forces page mappings (pKVM); default none. */
+  forcePteCb?: (addr: number, end: number, prot: number) => boolean;
+}
+
+/** Operation data of the map walker (struct stage2_map_data). */
+class MapData {
+  phys = 0;
+  attrLo = 0;
+  attrHi = 0;
+  mc: MemCache | null = null;
+  forcePte = false;
+  annotation = false;
+  ownerLo = 0;
+}
+
+/** Operation data of the attribute walker (struct stage2_attr_data). */
+class AttrData {
+  setLo = 0;
+  setHi = 0;
+  clrLo = 0;
+  clrHi = 0;
+  pteLo = 0;
+  pteHi = 0;
+  level = 0;
+}
+
+/** Output of getLeaf(): the entry covering an address and its level. Reuse one instance. */
+export class LeafResult {
+  lo = 0;
+  hi = 0;
+  level = 0;
+}
+
+/**
+ * struct kvm_pgtable for stage 2, with the operations of pgtable.c as methods
+ * (kvm_pgtable_stage2_map → map, and so on).
+ */
+export class Stage2PageTable {
+  readonly geo: Geometry;
+  readonly layout: AddrLayout;
+  readonly pool: TablePool;
+  readonly walker: Walker;
+  /** Where TLBIs and CMOs go. Replaceable (e.g. to switch between counting and recording). */
+  events: Stage2Events;
+  /** stage2_has_fwb(): the CPU has FWB and the table does not opt out. */
+  readonly fwb: boolean;
+  /** FEAT_TLBIRANGE. */
+  readonly tlbiRange: boolean;
+  readonly lpa2: boolean;
+  /** pgt->flags. */
+  readonly flags: number;
+  readonly forcePteCb: ((addr: number, end: number, prot: number) => boolean) | null;
+  /** Pool index of the first root page (−1 once destroyed). */
+  pgd: number;
+
+  private readonly mapData = new MapData();
+  private readonly unlinkedMapData = new MapData();
+  private readonly attrData = new AttrData();
+  private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
+  private readonly leaf: LeafOut = { lo: 0, hi: 0 };
+  private readonly leafResult = new LeafResult();
+  private young = false;
+  private mkoldFlag = false;
+
+  private readonly mapVisitor: Visitor;
+  private readonly unmapVisitor: Visitor;
+  private readonly attrVisitor: Visitor;
+  private readonly ageVisitor: Visitor;
+  private readonly flushVisitor: Visitor;
+  private readonly splitVisitor: Visitor;
+  private readonly freeVisitor: Visitor;
+  private readonly getLeafVisitor: Visitor;
+
+  /**
+   * __kvm_pgtable_stage2_init(): allocates the (possibly concatenated) root pages. Throws a
+   * RangeError for bad options (an API-boundary error) and an Error if the pool is exhausted.
+   */
+  constructor(opts: Stage2Options) {
+    this.geo = new Geometry(opts.granule, opts.ipaBits, opts.startLevel);
+    this.lpa2 = opts.lpa2 ?? false;
+    if (this.lpa2 && opts.granule === 65536) throw new RangeError('lpa2: not available with 64K pages');
+    this.layout = new AddrLayout(this.geo.pageShift, this.lpa2);
+    this.pool = opts.pool ?? new TablePool(opts.granule);
+    if (this.pool.pageSize !== opts.granule) throw new RangeError('pool: page size differs from the granule');
+    this.walker = new Walker(this.geo, this.layout, this.pool);
+    this.events = opts.events ?? NULL_EVENTS;
+    this.flags = opts.flags ?? 0;
+    this.fwb = opts.fwb && (this.flags & KVM_PGTABLE_S2_NOFWB) === 0;
+    this.tlbiRange = opts.tlbiRange ?? true;
+    this.forcePteCb = opts.forcePteCb ?? null;
+    this.pgd = this.pool.allocContiguous(this.geo.pgdPages);
+    if (this.pgd < 0) throw new Error('kvm_pgtable_stage2_init: -ENOMEM (no pages for the PGD)');
+    this.mapVisitor = (c, v) => this.stage2MapWalker(c, v);
+    this.unmapVisitor = (c) => this.stage2UnmapWalker(c);
+    this.attrVisitor = (c) => this.stage2AttrWalker(c);
+    this.ageVisitor = (c) => this.stage2AgeWalker(c);
+    this.flushVisitor = (c) => this.stage2FlushWalker(c);
+    this.splitVisitor = (c) => this.stage2SplitWalker(c);
+    this.freeVisitor = (c) => this.stage2FreeWalker(c);
+    this.getLeafVisitor = (c) => {
+      const r = this.leafResult;
+      r.lo = c.oldLo;
+      r.hi = c.oldHi;
+      r.level = c.level;
+      return 0;
+    };
+  }
+
+  // ---- common machinery (pgtable.md §5.0) ----------------------------------------------
+
+  /**
+   * kvm_tlb_flush_vmid_range(): without FEAT_TLBIRANGE the whole VMID; otherwise range
+   * TLBIs of whole pages (a sub-page size invalidates nothing), at most
+   * MAX_TLBI_RANGE_PAGES pages per call.
+   */
+  private tlbFlushVmidRange(addr: number, size: number): void {
+    if (!this.tlbiRange) {
+      this.events.tlbiVmid();
+      return;
+    }
+    const ps = this.geo.pageSize;
+    let pages = Math.floor(size / ps);
+    while (pages > 0) {
+      const n = pages < MAX_TLBI_RANGE_PAGES ? pages : MAX_TLBI_RANGE_PAGES;
+      this.events.tlbiVmidRange(addr, n * ps);
+      addr += n * ps;
+      pages -= n;
+    }
+  }
+
+  /** stage2_try_set_pte(): a plain store when exclusive, compare-and-swap when shared. */
+  private trySetPte(ctx: WalkCtx, lo: number, hi: number): boolean {
+    const w = ctx.words;
+    const i = 2 * ctx.idx;
+    if (ctx.flags & KVM_PGTABLE_WALK_SHARED && (w[i] !== ctx.oldLo || w[i + 1] !== ctx.oldHi)) return false;
+    w[i] = lo;
+    w[i + 1] = hi;
+    return true;
+  }
+
+  /**
+   * stage2_try_break_pte(): the "break" of break-before-make. Locks the entry, invalidates
+   * the TLB for what it mapped (a range for a table, one IPA for a valid leaf), and drops
+   * the old entry's reference. Returns false if the entry is already locked or changed.
+   */
+  private tryBreakPte(ctx: WalkCtx): boolean {
+    const oldLo = ctx.oldLo;
+    const oldHi = ctx.oldHi;
+    if (pteIsLocked(oldLo)) return false;
+    if (!this.trySetPte(ctx, KVM_INVALID_PTE_LOCKED, 0)) return false;
+    if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_BBM_TLBI) === 0) {
+      if (pteIsTable(oldLo, ctx.level)) {
+        const size = this.geo.sizes[ctx.level + 1]!;
+        this.tlbFlushVmidRange(ctx.addr - (ctx.addr % size), size);
+      } else if (oldLo & KVM_PTE_VALID) {
+        this.events.tlbiVmidIpa(ctx.addr, ctx.level);
+      }
+    }
+    if (oldLo !== 0 || oldHi !== 0) this.pool.putPage(ctx.page);
+    return true;
+  }
+
+  /** stage2_make_pte(): the "make": publishes `new` over a locked entry. */
+  private makePte(ctx: WalkCtx, lo: number, hi: number): void {
+    const w = ctx.words;
+    const i = 2 * ctx.idx;
+    if (!pteIsLocked(w[i]!)) throw new Error('stage2_make_pte: entry is not locked');
+    if (lo !== 0 || hi !== 0) this.pool.getPage(ctx.page);
+    w[i] = lo;
+    w[i + 1] = hi;
+  }
+
+  /** kvm_init_table_pte(): a table descriptor pointing at pool page `child`. */
+  private tableLo(child: number): number {
+    return (this.layout.physLo(this.pool.phys(child)) | KVM_PTE_TYPE_TABLE) >>> 0;
+  }
+  private tableHi(child: number): number {
+    return this.layout.physHi(this.pool.phys(child));
+  }
+
+  /** kvm_pte_follow() for a table entry: the child's pool index. */
+  private childOf(lo: number, hi: number): number {
+    return this.pool.pageOf(this.layout.toPhys(lo, hi));
+  }
+
+  // ---- map (§5.2) -----------------------------------------------------------------------
+
+  /**
+   * stage2_leaf_mapping_allowed() / kvm_block_mapping_supported(): a leaf fits here when
+   * the level may hold one, a whole entry remains, and IPA and PA are both aligned to it.
+   */
+  private leafMappingAllowed(ctx: WalkCtx, data: MapData): boolean {
+    const level = ctx.level;
+    if (data.forcePte && level < 3) return false;
+    if (data.annotation) return true;
+    if (level < this.geo.minBlockLevel) return false;
+    const size = this.geo.sizes[level + 1]!;
+    if (size > ctx.end - ctx.addr) return false;
+    const phys = data.phys + (ctx.addr - ctx.start);
+    return phys % size === 0 && ctx.addr % size === 0;
+  }
+
+  /**
+   * stage2_map_walker_try_leaf(): installs a leaf if one fits. Returns −E2BIG when it does
+   * not (descend), −EAGAIN when nothing changes but permissions (map never changes
+   * permissions; relax_perms does) or the entry is locked, else 0.
+   */
+  private tryLeaf(ctx: WalkCtx, data: MapData): number {
+    if (!this.leafMappingAllowed(ctx, data)) return E2BIG;
+    const level = ctx.level;
+    const leaf = this.leaf;
+    if (data.annotation) {
+      leaf.lo = data.ownerLo;
+      leaf.hi = 0;
+    } else {
+      initValidLeafPte(
+        this.layout,
+        data.phys + (ctx.addr - ctx.start),
+        data.attrLo,
+        data.attrHi,
+        level,
+        leaf,
+      );
+    }
+    const newLo = leaf.lo;
+    const newHi = leaf.hi;
+    const oldLo = ctx.oldLo;
+    const oldHi = ctx.oldHi;
+    // stage2_pte_needs_update(): between two valid leaves, only non-permission changes count.
+    if (
+      oldLo & KVM_PTE_VALID &&
+      newLo & KVM_PTE_VALID &&
+      ((oldLo ^ newLo) & ~PERMS_LO) === 0 &&
+      ((oldHi ^ newHi) & ~PERMS_HI) === 0
+    ) {
+      return EAGAIN;
+    }
+    // Only software bits change (exclusive walk): store and go, no break-before-make.
+    if (
+      (ctx.flags & KVM_PGTABLE_WALK_SHARED) === 0 &&
+      oldLo === newLo &&
+      ((oldHi ^ newHi) & ~KVM_PTE_LEAF_ATTR_HI_SW) === 0
+    ) {
+      const oldCounted = oldLo !== 0 || oldHi !== 0;
+      const newCounted = newLo !== 0 || newHi !== 0;
+      if (oldCounted !== newCounted) {
+        if (oldCounted) this.pool.putPage(ctx.page);
+        else this.pool.getPage(ctx.page);
+      }
+      this.trySetPte(ctx, newLo, newHi);
+      return 0;
+    }
+    if (!this.tryBreakPte(ctx)) return EAGAIN;
+    // Cache maintenance happens before the new entry is visible, over the whole leaf.
+    if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0) {
+      const size = this.geo.sizes[level + 1]!;
+      if (pteCacheable(newLo, this.fwb))
+        this.events.dcacheCleanInvalPoc(this.layout.toPhys(newLo, newHi), size);
+      if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(this.layout.toPhys(newLo, newHi), size);
+    }
+    this.makePte(ctx, newLo, newHi);
+    return 0;
+  }
+
+  /** stage2_map_walker(): TABLE_PRE (block over a table) and LEAF (install or descend). */
+  private stage2MapWalker(ctx: WalkCtx, visit: number): number {
+    const data = ctx.arg as MapData;
+    if (visit === VISIT_TABLE_PRE) {
+      // stage2_map_walk_table_pre(): replace a whole table by a block where one fits.
+      if (!this.leafMappingAllowed(ctx, data)) return 0;
+      const child = this.childOf(ctx.oldLo, ctx.oldHi);
+      const ret = this.tryLeaf(ctx, data);
+      if (ret) return ret;
+      // mm_ops->free_unlinked_table(): RCU-deferred in the host; freed at once here.
+      this.freeUnlinked(child, ctx.level);
+      return 0;
+    }
+    // stage2_map_walk_leaf()
+    const ret = this.tryLeaf(ctx, data);
+    if (ret !== E2BIG) return ret;
+    if (ctx.level === 3) return EINVAL;
+    if (data.mc === null) return ENOMEM;
+    const child = data.mc.take();
+    if (child < 0) return ENOMEM;
+    if (!this.tryBreakPte(ctx)) {
+      this.pool.putPage(child);
+      return EAGAIN;
+    }
+    this.makePte(ctx, this.tableLo(child), this.tableHi(child));
+    return 0;
+  }
+
+  /**
+   * kvm_pgtable_stage2_map(): maps [addr, addr + size) to phys with `prot`, as blocks where
+   * they fit. `mc` supplies table pages (null: none may be allocated). Returns 0, −EINVAL
+   * (bad prot, IDMAP mismatch), −ENOMEM, −ERANGE, or −EAGAIN with HANDLE_FAULT.
+   */
+  map(addr: number, size: number, phys: number, prot: number, mc: MemCache | null, flags = 0): number {
+    const ps = this.geo.pageSize;
+    phys -= phys % ps;
+    const data = this.mapData;
+    data.forcePte = this.forcePteCb !== null && this.forcePteCb(addr, addr + size, prot);
+    if (this.flags & KVM_PGTABLE_S2_IDMAP && addr !== phys) return EINVAL;
+    const ret = stage2SetProtAttr(prot, this.fwb, this.lpa2, this.attrOut);
+    if (ret) return ret;
+    data.phys = phys;
+    data.attrLo = this.attrOut.lo;
+    data.attrHi = this.attrOut.hi;
+    data.mc = mc;
+    data.annotation = false;
+    return this.walker.walkRoot(
+      this.pgd,
+      addr,
+      size,
+      this.mapVisitor,
+      data,
+      flags | KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF,
+    );
+  }
+
+  /**
+   * kvm_pgtable_stage2_set_owner(): annotates [addr, addr + size) as owned by `ownerId`,
+   * at level 3 only. Returns 0, −EINVAL (id > KVM_MAX_OWNER_ID) or −ENOMEM.
+   */
+  setOwner(addr: number, size: number, mc: MemCache | null, ownerId: number): number {
+    if (ownerId > KVM_MAX_OWNER_ID || ownerId < 0) return EINVAL;
+    const data = this.mapData;
+    data.phys = 0;
+    data.mc = mc;
+    data.forcePte = true;
+    data.annotation = true;
+    data.ownerLo = ownerId << 2;
+    return this.walker.walkRoot(
+      this.pgd,
+      addr,
+      size,
+      this.mapVisitor,
+      data,
+      KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF,
+    );
+  }
+
+  // ---- unmap (§5.4) ---------------------------------------------------------------------
+
+  /** stage2_unmap_defer_tlb_flush(): one range TLBI at the end with TLBIRANGE and FWB. */
+  private unmapDeferTlbFlush(): boolean {
+    return this.tlbiRange && this.fwb;
+  }
+
+  /** stage2_unmap_walker(): LEAF and TABLE_POST. */
+  private stage2UnmapWalker(ctx: WalkCtx): number {
+    const oldLo = ctx.oldLo;
+    const oldHi = ctx.oldHi;
+    const w = ctx.words;
+    const i = 2 * ctx.idx;
+    if ((oldLo & KVM_PTE_VALID) === 0) {
+      // Annotations and LOCKED entries hold a reference: drop it.
+      if (oldLo !== 0 || oldHi !== 0) {
+        w[i] = 0;
+        w[i + 1] = 0;
+        this.pool.putPage(ctx.page);
+      }
+      return 0;
+    }
+    let child = -1;
+    let needFlush = false;
+    if (pteIsTable(oldLo, ctx.level)) {
+      child = this.childOf(oldLo, oldHi);
+      if (this.pool.pageCount(child) !== 1) return 0;
+    } else if (pteCacheable(oldLo, this.fwb)) {
+      needFlush = !this.fwb;
+    }
+    // stage2_unmap_put_pte()
+    w[i] = 0;
+    w[i + 1] = 0;
+    if (child >= 0) this.events.tlbiVmidIpa(ctx.addr, TLBI_TTL_UNKNOWN);
+    else if (!this.unmapDeferTlbFlush()) this.events.tlbiVmidIpa(ctx.addr, ctx.level);
+    this.pool.putPage(ctx.page);
+    if (needFlush)
+      this.events.dcacheCleanInvalPoc(this.layout.toPhys(oldLo, oldHi), this.geo.sizes[ctx.level + 1]!);
+    if (child >= 0) this.pool.putPage(child);
+    return 0;
+  }
+
+  /**
+   * kvm_pgtable_stage2_unmap(): removes every leaf the range touches (whole blocks, no
+   * split) and frees tables left empty. Returns 0 or a walk error (−ERANGE).
+   */
+  unmap(addr: number, size: number): number {
+    const ret = this.walker.walkRoot(
+      this.pgd,
+      addr,
+      size,
+      this.unmapVisitor,
+      null,
+      KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST,
+    );
+    // The deferred flush uses the caller's raw range and is issued even if the walk failed.
+    if (this.unmapDeferTlbFlush()) this.tlbFlushVmidRange(addr, size);
+    return ret;
+  }
+
+  // ---- attribute updates (§5.5) ---------------------------------------------------------
+
+  /** stage2_attr_walker(): new = (old & ~clr) | set on each valid leaf. */
+  private stage2AttrWalker(ctx: WalkCtx): number {
+    const d = this.attrData;
+    const oldLo = ctx.oldLo;
+    const oldHi = ctx.oldHi;
+    if ((oldLo & KVM_PTE_VALID) === 0) return EAGAIN;
+    d.level = ctx.level;
+    d.pteLo = oldLo;
+    d.pteHi = oldHi;
+    const newLo = ((oldLo & ~d.clrLo) | d.setLo) >>> 0;
+    const newHi = ((oldHi & ~d.clrHi) | d.setHi) >>> 0;
+    if (newLo !== oldLo || newHi !== oldHi) {
+      // Gaining execute permission needs the I-cache clean for the whole leaf.
+      if (pteExecutable(newLo, newHi) && !pteExecutable(oldLo, oldHi)) {
+        this.events.icacheInvalPou(this.layout.toPhys(newLo, newHi), this.geo.sizes[ctx.level + 1]!);
+      }
+      if (!this.trySetPte(ctx, newLo, newHi)) return EAGAIN;
+    }
+    return 0;
+  }
+
+  /**
+   * stage2_update_leaf_attrs(). On success the last leaf seen is left in attrData
+   * (pteLo/pteHi/level); on error those are not updated. Returns the walk result.
+   */
+  private updateLeafAttrs(
+    addr: number,
+    size: number,
+    setLo: number,
+    setHi: number,
+    clrLo: number,
+    clrHi: number,
+    flags: number,
+  ): number {
+    const d = this.attrData;
+    d.setLo = setLo & KVM_PTE_LEAF_ATTR_LO;
+    d.setHi = setHi & KVM_PTE_LEAF_ATTR_HI;
+    d.clrLo = clrLo & KVM_PTE_LEAF_ATTR_LO;
+    d.clrHi = clrHi & KVM_PTE_LEAF_ATTR_HI;
+    const savedLo = d.pteLo;
+    const savedHi = d.pteHi;
+    const savedLevel = d.level;
+    const ret = this.walker.walkRoot(
+      this.pgd,
+      addr,
+      size,
+      this.attrVisitor,
+      d,
+      flags | KVM_PGTABLE_WALK_LEAF,
+    );
+    if (ret) {
+      d.pteLo = savedLo;
+      d.pteHi = savedHi;
+      d.level = savedLevel;
+    }
+    return ret;
+  }
+
+  /**
+   * kvm_pgtable_stage2_wrprotect(): clears S2AP_W on every leaf in the range. No TLBI (the
+   * caller flushes). Returns 0 or a walk error.
+   */
+  wrprotect(addr: number, size: number): number {
+    return this.updateLeafAttrs(addr, size, 0, 0, KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, 0, 0);
+  }
+
+  /**
+   * kvm_pgtable_stage2_mkyoung(): sets AF on the leaf covering addr (the access-flag fault
+   * path). Void in v6.17; the walk result is returned here for callers that want it.
+   */
+  mkyoung(addr: number, flags = 0): number {
+    return this.updateLeafAttrs(addr, 1, KVM_PTE_LEAF_ATTR_LO_S2_AF, 0, 0, 0, flags);
+  }
+
+  /**
+   * kvm_pgtable_stage2_relax_perms(): adds R, W and/or X to the leaf at addr, then a local
+   * TLBI at addr and the leaf's level, also when the walk returned −EAGAIN (the level is
+   * then the uninitialised local: 0). Returns 0, −EINVAL (software bits) or −EAGAIN.
+   */
+  relaxPerms(addr: number, prot: number, flags = 0): number {
+    if (prot & KVM_PGTABLE_PROT_SW_MASK) return EINVAL;
+    let setLo = 0;
+    let clrHi = 0;
+    if (prot & KVM_PGTABLE_PROT_R) setLo |= KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R;
+    if (prot & KVM_PGTABLE_PROT_W) setLo |= KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W;
+    if (prot & KVM_PGTABLE_PROT_X) clrHi |= KVM_PTE_LEAF_ATTR_HI_S2_XN;
+    const d = this.attrData;
+    d.level = 0;
+    const ret = this.updateLeafAttrs(addr, 1, setLo, 0, 0, clrHi, flags);
+    if (ret === 0 || ret === EAGAIN) this.events.tlbiVmidIpaNsh(addr, d.level);
+    return ret;
+  }
+
+  /** The level of the leaf the last attribute update changed (for the fault path's stats). */
+  get lastAttrLevel(): number {
+    return this.attrData.level;
+  }
+
+  // ---- young (§5.6) ---------------------------------------------------------------------
+
+  /** stage2_age_walker(): reports (and with mkold clears) AF on valid leaves. */
+  private stage2AgeWalker(ctx: WalkCtx): number {
+    const oldLo = ctx.oldLo;
+    if ((oldLo & KVM_PTE_VALID) === 0 || (oldLo & KVM_PTE_LEAF_ATTR_LO_S2_AF) === 0) return 0;
+    this.young = true;
+    if (this.mkoldFlag && !this.trySetPte(ctx, (oldLo & ~KVM_PTE_LEAF_ATTR_LO_S2_AF) >>> 0, ctx.oldHi)) {
+      return EAGAIN;
+    }
+    return 0;
+  }
+
+  /**
+   * kvm_pgtable_stage2_test_clear_young(): whether any leaf in the range has AF set;
+   * with `mkold`, clears it. No TLBI (the MMU notifier's caller flushes). Returns the test.
+   */
+  testClearYoung(addr: number, size: number, mkold: boolean): boolean {
+    this.young = false;
+    this.mkoldFlag = mkold;
+    this.walker.walkRoot(this.pgd, addr, size, this.ageVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    return this.young;
+  }
+
+  // ---- flush (§5.7) ---------------------------------------------------------------------
+
+  /** stage2_flush_walker(): D-cache clean to PoC of each cacheable leaf. */
+  private stage2FlushWalker(ctx: WalkCtx): number {
+    if (!pteCacheable(ctx.oldLo, this.fwb)) return 0;
+    this.events.dcacheCleanInvalPoc(this.layout.toPhys(ctx.oldLo, ctx.oldHi), this.geo.sizes[ctx.level + 1]!);
+    return 0;
+  }
+
+  /**
+   * kvm_pgtable_stage2_flush(): cleans cacheable leaves to the PoC. With FWB it returns 0
+   * at once (the guest cannot make its memory non-cacheable). Returns 0 or a walk error.
+   */
+  flush(addr: number, size: number): number {
+    if (this.fwb) return 0;
+    return this.walker.walkRoot(this.pgd, addr, size, this.flushVisitor, null, KVM_PGTABLE_WALK_LEAF);
+  }
+
+  // ---- unlinked tables and split (§5.8, §5.9) ----------------------------------------------
+
+  /** stage2_free_walker() (v6.17): drops every counted entry's reference, freeing children. */
+  private stage2FreeWalker(ctx: WalkCtx): number {
+    if (ctx.oldLo === 0 && ctx.oldHi === 0) return 0;
+    this.pool.putPage(ctx.page);
+    if (pteIsTable(ctx.oldLo, ctx.level)) this.pool.putPage(this.childOf(ctx.oldLo, ctx.oldHi));
+    return 0;
+  }
+
+  /**
+   * kvm_pgtable_stage2_free_unlinked(): frees a detached subtree whose root maps one entry
+   * at `level`.
+   */
+  freeUnlinked(root: number, level: number): void {
+    this.walker.walkDetached(
+      root,
+      level + 1,
+      this.geo.sizes[level + 1]!,
+      this.freeVisitor,
+      null,
+      KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST,
+    );
+    this.pool.putPage(root);
+  }
+
+  /**
+   * kvm_pgtable_stage2_create_unlinked(): builds a detached table mapping one `level`
+   * entry's worth of memory from `phys` with `prot` (largest blocks, or pages with
+   * forcePte). No TLBI and no CMOs. Returns the root's pool index, or a negative errno.
+   */
+  createUnlinked(phys: number, level: number, prot: number, mc: MemCache | null, forcePte: boolean): number {
+    const size = this.geo.sizes[level + 1]!;
+    if (phys % size !== 0) return EINVAL;
+    const ret = stage2SetProtAttr(prot, this.fwb, this.lpa2, this.attrOut);
+    if (ret) return ret;
+    const data = this.unlinkedMapData;
+    data.phys = phys;
+    data.attrLo = this.attrOut.lo;
+    data.attrHi = this.attrOut.hi;
+    data.mc = mc;
+    data.forcePte = forcePte;
+    data.annotation = false;
+    const root = mc === null ? -1 : mc.take();
+    if (root < 0) return ENOMEM;
+    const r = this.walker.walkDetached(
+      root,
+      level + 1,
+      size,
+      this.mapVisitor,
+      data,
+      KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_SKIP_BBM_TLBI | KVM_PGTABLE_WALK_SKIP_CMO,
+    );
+    if (r) {
+      this.freeUnlinked(root, level);
+      return r;
+    }
+    return root;
+  }
+
+  /** stage2_block_get_nr_page_tables(): tables a full split of a block at `level` needs. */
+  private blockNrPageTables(level: number): number {
+    if (level === 3) return 0;
+    if (level === 2) return 1;
+    if (level === 1 && this.geo.minBlockLevel <= 1) return this.geo.ptrsPerPte + 1;
+    return EINVAL;
+  }
+
+  /** stage2_split_walker(): replaces one block by a table of smaller leaves. */
+  private stage2SplitWalker(ctx: WalkCtx): number {
+    const mc = ctx.arg as MemCache;
+    const level = ctx.level;
+    if (level === 3) return 0;
+    if ((ctx.oldLo & KVM_PTE_VALID) === 0) return 0;
+    let nr = this.blockNrPageTables(level);
+    if (nr < 0) return nr;
+    let forcePte: boolean;
+    if (mc.nobjs >= nr) forcePte = true;
+    else {
+      nr = 1;
+      forcePte = false;
+    }
+    if (mc.nobjs < nr) return ENOMEM;
+    const phys = this.layout.toPhys(ctx.oldLo, ctx.oldHi);
+    const prot = stage2PteProt(ctx.oldLo, ctx.oldHi);
+    const child = this.createUnlinked(phys, level, prot, mc, forcePte);
+    if (child < 0) return child;
+    if (!this.tryBreakPte(ctx)) {
+      this.freeUnlinked(child, level);
+      return EAGAIN;
+    }
+    this.makePte(ctx, this.tableLo(child), this.tableHi(child));
+    return 0;
+  }
+
+  /**
+   * kvm_pgtable_stage2_split(): eagerly splits every block in the range down to pages (or,
+   * when `mc` runs short, one level at a time). New leaves are Normal write-back with the
+   * block's R/W/X and software bits. Returns 0, −ENOMEM (cache too small) or −EINVAL.
+   */
+  split(addr: number, size: number, mc: MemCache): number {
+    return this.walker.walkRoot(this.pgd, addr, size, this.splitVisitor, mc, KVM_PGTABLE_WALK_LEAF);
+  }
+
+  // ---- lookup and teardown (§4, §5.11) ----------------------------------------------------
+
+  /**
+   * kvm_pgtable_get_leaf(): the entry covering `addr` and its level, into `out` (a reused
+   * object; defaults to one owned by the table). Returns 0 or a walk error; an unmapped
+   * address gives lo = hi = 0 at the level where the hole was found.
+   */
+  getLeaf(addr: number, out: LeafResult = this.leafResult): number {
+    const r = this.leafResult;
+    r.lo = 0;
+    r.hi = 0;
+    r.level = 0;
+    const ret = this.walker.walkRoot(this.pgd, addr, 1, this.getLeafVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    if (out !== r) {
+      out.lo = r.lo;
+      out.hi = r.hi;
+      out.level = r.level;
+    }
+    return ret;
+  }
+
+  /**
+   * kvm_pgtable_stage2_destroy(): frees every table and the PGD. No TLBI: the table must
+   * already be unreachable by the hardware.
+   */
+  destroy(): void {
+    if (this.pgd < 0) return;
+    this.walker.walkRoot(
+      this.pgd,
+      0,
+      this.geo.ipaLimit,
+      this.freeVisitor,
+      null,
+      KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST,
+    );
+    this.pool.freeExact(this.pgd, this.geo.pgdPages);
+    this.pgd = -1;
+  }
+
+  /**
+   * Table pages reachable from the root, the PGD pages included (what `end tables=` counts).
+   * Returns the count.
+   */
+  countTables(): number {
+    if (this.pgd < 0) return 0;
+    let n = 0;
+    const visit = (page: number, level: number): void => {
+      n++;
+      const w = this.pool.pages[page]!;
+      if (level >= 3) return;
+      for (let i = 0; i < this.geo.ptrsPerPte; i++) {
+        const lo = w[2 * i]!;
+        if (pteIsTable(lo, level)) visit(this.childOf(lo, w[2 * i + 1]!), level + 1);
+      }
+    };
+    for (let p = 0; p < this.geo.pgdPages; p++) visit(this.pgd + p, this.geo.startLevel);
+    return n;
+  }
+
+  /**
+   * Visits every valid descriptor reachable from the root in ascending IPA order, tables
+   * before what they point to (the `dump` order). Not for the hot path.
+   */
+  forEachValid(
+    fn: (kind: 'table' | 'leaf', level: number, ipa: number, lo: number, hi: number) => void,
+  ): void {
+    if (this.pgd < 0) return;
+    const geo = this.geo;
+    const visit = (page: number, level: number, base: number): void => {
+      const w = this.pool.pages[page]!;
+      const size = geo.granuleSize(level);
+      for (let i = 0; i < geo.ptrsPerPte; i++) {
+        const lo = w[2 * i]!;
+        const hi = w[2 * i + 1]!;
+        if ((lo & KVM_PTE_VALID) === 0) continue;
+        const ipa = base + i * size;
+        if (pteIsTable(lo, level)) {
+          fn('table', level, ipa, lo, hi);
+          visit(this.childOf(lo, hi), level + 1, ipa);
+        } else {
+          fn('leaf', level, ipa, lo, hi);
+        }
+      }
+    };
+    const pgdSpan = geo.granuleSize(geo.startLevel) * geo.ptrsPerPte;
+    for (let p = 0; p < geo.pgdPages; p++) visit(this.pgd + p, geo.startLevel, p * pgdSpan);
+  }
+}
+
+export { VISIT_TABLE_POST };

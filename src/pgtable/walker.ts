@@ -1,0 +1,232 @@
+/**
+ * The one generic walker (kvm_pgtable_walk, pgtable.md §4). It owns address stepping, index
+ * computation, recursion by level, the re-read of an entry after a callback (so a walk
+ * descends into a table a LEAF visitor just installed) and the EAGAIN policy. Operations are
+ * small visitors (stage2.ts) that receive one borrowed context object.
+ *
+ * Walks nest (a map's TABLE_PRE frees a detached subtree with a walk of its own; split
+ * builds one with create_unlinked), so each nesting depth has its own preallocated
+ * WalkData and context: nothing is allocated per walk.
+ */
+
+import { EINVAL, ERANGE, EAGAIN, pteIsTable } from './descriptor.js';
+import type { AddrLayout } from './descriptor.js';
+import type { Geometry } from './geometry.js';
+import type { TablePool } from './pool.js';
+
+/** KVM_PGTABLE_WALK_LEAF: visit leaves (and invalid entries). */
+export const KVM_PGTABLE_WALK_LEAF = 1 << 0;
+/** KVM_PGTABLE_WALK_TABLE_PRE: visit tables before their children. */
+export const KVM_PGTABLE_WALK_TABLE_PRE = 1 << 1;
+/** KVM_PGTABLE_WALK_TABLE_POST: visit tables after their children. */
+export const KVM_PGTABLE_WALK_TABLE_POST = 1 << 2;
+/** KVM_PGTABLE_WALK_SHARED: concurrent walk (read mmu_lock); updates use compare-and-swap. */
+export const KVM_PGTABLE_WALK_SHARED = 1 << 3;
+/** KVM_PGTABLE_WALK_HANDLE_FAULT: −EAGAIN stops the walk and is returned (fault path). */
+export const KVM_PGTABLE_WALK_HANDLE_FAULT = 1 << 4;
+/** KVM_PGTABLE_WALK_SKIP_BBM_TLBI: break-before-make without TLB invalidation. */
+export const KVM_PGTABLE_WALK_SKIP_BBM_TLBI = 1 << 5;
+/** KVM_PGTABLE_WALK_SKIP_CMO: no cache maintenance. */
+export const KVM_PGTABLE_WALK_SKIP_CMO = 1 << 6;
+
+/** The visit kinds a callback receives (same bits as the walk flags that request them). */
+export const VISIT_LEAF = KVM_PGTABLE_WALK_LEAF;
+export const VISIT_TABLE_PRE = KVM_PGTABLE_WALK_TABLE_PRE;
+export const VISIT_TABLE_POST = KVM_PGTABLE_WALK_TABLE_POST;
+
+/**
+ * struct kvm_pgtable_visit_ctx. Borrowed: the walker refills it for every visit, so a
+ * visitor copies what it keeps.
+ */
+export class WalkCtx {
+  /** The words of the table page holding the entry (ptep = words[2·idx], words[2·idx+1]). */
+  words: Uint32Array = new Uint32Array(0);
+  /** Pool index of that table page. */
+  page = 0;
+  /** Entry index within the page. */
+  idx = 0;
+  /** The entry as read at visit time (reloaded after a callback, for TABLE_POST). */
+  oldLo = 0;
+  oldHi = 0;
+  /** Walk start (page-aligned). */
+  start = 0;
+  /** Current address: not aligned to the entry. */
+  addr = 0;
+  /** Walk end. */
+  end = 0;
+  level = 0;
+  /** The walker's flags. */
+  flags = 0;
+  /** The walker's argument (operation data). */
+  arg: unknown = null;
+}
+
+/** A visitor: returns 0 to go on, or a negative errno. */
+export type Visitor = (ctx: WalkCtx, visit: number) => number;
+
+/** struct kvm_pgtable_walk_data plus the walker {cb, arg, flags}. */
+export class WalkData {
+  start = 0;
+  addr = 0;
+  end = 0;
+  flags = 0;
+  cb: Visitor = () => 0;
+  arg: unknown = null;
+  readonly ctx = new WalkCtx();
+}
+
+/** Deepest nesting of walks (map → free_unlinked; split → create_unlinked → free_unlinked). */
+const MAX_DEPTH = 6;
+
+/** The walker over one pool's table pages. */
+export class Walker {
+  readonly geo: Geometry;
+  readonly layout: AddrLayout;
+  readonly pool: TablePool;
+  private readonly stack: WalkData[] = [];
+  private depth = 0;
+
+  constructor(geo: Geometry, layout: AddrLayout, pool: TablePool) {
+    this.geo = geo;
+    this.layout = layout;
+    this.pool = pool;
+    for (let i = 0; i < MAX_DEPTH; i++) this.stack.push(new WalkData());
+  }
+
+  /** Takes the WalkData for a new (possibly nested) walk. Pair with endWalk(). */
+  beginWalk(cb: Visitor, arg: unknown, flags: number): WalkData {
+    if (this.depth >= MAX_DEPTH) throw new Error('page-table walks nested too deeply');
+    const d = this.stack[this.depth++]!;
+    d.cb = cb;
+    d.arg = arg;
+    d.flags = flags;
+    return d;
+  }
+
+  /** Releases the WalkData of the innermost walk. */
+  endWalk(): void {
+    this.depth--;
+  }
+
+  /**
+   * _kvm_pgtable_walk(): walks [ALIGN_DOWN(addr), PAGE_ALIGN(ALIGN_DOWN(addr) + size)) from
+   * the root pages. Returns 0, −ERANGE outside the IPA space, or the stopping visitor's error.
+   */
+  walkRoot(pgd: number, addr: number, size: number, cb: Visitor, arg: unknown, flags: number): number {
+    const geo = this.geo;
+    const ps = geo.pageSize;
+    const start = addr - (addr % ps);
+    let end = start + size;
+    const r = end % ps;
+    if (r !== 0) end += ps - r;
+    const limit = geo.ipaLimit;
+    if (start > limit || end > limit) return ERANGE;
+    if (pgd < 0) return EINVAL;
+    const d = this.beginWalk(cb, arg, flags);
+    d.start = start;
+    d.addr = start;
+    d.end = end;
+    let ret = 0;
+    for (let i = geo.pgdPageIndex(start); d.addr < d.end; i++) {
+      ret = this.walkTable(d, pgd + i, geo.startLevel);
+      if (ret) break;
+    }
+    this.endWalk();
+    return ret;
+  }
+
+  /**
+   * __kvm_pgtable_walk() on a detached table at `level` over [0, end): the walk that
+   * create_unlinked and free_unlinked run. Returns 0 or the stopping visitor's error.
+   */
+  walkDetached(page: number, level: number, end: number, cb: Visitor, arg: unknown, flags: number): number {
+    const d = this.beginWalk(cb, arg, flags);
+    d.start = 0;
+    d.addr = 0;
+    d.end = end;
+    const ret = this.walkTable(d, page, level);
+    this.endWalk();
+    return ret;
+  }
+
+  /** __kvm_pgtable_walk(): the entries of one table page from the current address. */
+  private walkTable(d: WalkData, page: number, level: number): number {
+    if (level < -1 || level > 3) return EINVAL;
+    const words = this.pool.pages[page]!;
+    const ptrs = this.geo.ptrsPerPte;
+    let ret = 0;
+    for (let idx = this.geo.index(d.addr, level); idx < ptrs; idx++) {
+      if (d.addr >= d.end) break;
+      ret = this.visit(d, words, page, idx, level);
+      if (ret) break;
+    }
+    return ret;
+  }
+
+  /** kvm_pgtable_walk_continue(): −EAGAIN goes on unless HANDLE_FAULT; else only 0 does. */
+  private static cont(flags: number, r: number): boolean {
+    return r === EAGAIN ? (flags & KVM_PGTABLE_WALK_HANDLE_FAULT) === 0 : r === 0;
+  }
+
+  /** __kvm_pgtable_visit(): one entry. Returns 0 to go on, or the error that stops the walk. */
+  private visit(d: WalkData, words: Uint32Array, page: number, idx: number, level: number): number {
+    const flags = d.flags;
+    const addr = d.addr;
+    let oldLo = words[2 * idx]!;
+    let oldHi = words[2 * idx + 1]!;
+    let table = pteIsTable(oldLo, level);
+    let ret = 0;
+    let reload = false;
+    if (table && flags & KVM_PGTABLE_WALK_TABLE_PRE) {
+      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, addr, level), VISIT_TABLE_PRE);
+      reload = true;
+    }
+    if (!table && flags & KVM_PGTABLE_WALK_LEAF) {
+      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, addr, level), VISIT_LEAF);
+      reload = true;
+    }
+    if (reload) {
+      oldLo = words[2 * idx]!;
+      oldHi = words[2 * idx + 1]!;
+      table = pteIsTable(oldLo, level);
+    }
+    if (!Walker.cont(flags, ret)) return ret;
+    if (!table) {
+      const size = this.geo.sizes[level + 1]!;
+      d.addr = d.addr - (d.addr % size) + size;
+      return 0;
+    }
+    const child = this.pool.pageOf(this.layout.toPhys(oldLo, oldHi));
+    ret = this.walkTable(d, child, level + 1);
+    if (!Walker.cont(flags, ret)) return ret;
+    if (flags & KVM_PGTABLE_WALK_TABLE_POST) {
+      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, addr, level), VISIT_TABLE_POST);
+    }
+    return Walker.cont(flags, ret) ? 0 : ret;
+  }
+
+  private fill(
+    d: WalkData,
+    words: Uint32Array,
+    page: number,
+    idx: number,
+    oldLo: number,
+    oldHi: number,
+    addr: number,
+    level: number,
+  ): WalkCtx {
+    const c = d.ctx;
+    c.words = words;
+    c.page = page;
+    c.idx = idx;
+    c.oldLo = oldLo;
+    c.oldHi = oldHi;
+    c.start = d.start;
+    c.addr = addr;
+    c.end = d.end;
+    c.level = level;
+    c.flags = d.flags;
+    c.arg = d.arg;
+    return c;
+  }
+}

@@ -1,0 +1,303 @@
+/**
+ * The replay format (replay-format.md): page-table operations in, side effects and dumps out,
+ * line for line. The whole input is parsed and checked before anything runs, so a bad line
+ * leaves nothing half-done.
+ */
+
+import { errnoName, hex64, hexAddr, parseProt } from '../pgtable/descriptor.js';
+import type { GranuleSize } from '../pgtable/geometry.js';
+import { MemCache, TLBI_TTL_UNKNOWN } from '../pgtable/pool.js';
+import type { Stage2Events } from '../pgtable/pool.js';
+import { Stage2PageTable } from '../pgtable/stage2.js';
+import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
+
+/** One parsed replay line. */
+export type ReplayOp =
+  | {
+      op: 'init';
+      line: number;
+      ipaBits: number;
+      granule: GranuleSize;
+      fwb: boolean;
+      startLevel?: number;
+      tlbiRange: boolean;
+    }
+  | { op: 'map'; line: number; ipa: number; size: number; pa: number; prot: number }
+  | { op: 'unmap' | 'wrprotect' | 'mkold' | 'flush' | 'split'; line: number; ipa: number; size: number }
+  | { op: 'relax'; line: number; ipa: number; prot: number }
+  | { op: 'mkyoung'; line: number; ipa: number }
+  | { op: 'dump'; line: number };
+
+/** A replay input error: the 1-based line number and what is wrong with it. */
+export class ReplayError extends Error {
+  readonly line: number;
+  constructor(line: number, message: string) {
+    super(`line ${line}: ${message}`);
+    this.name = 'ReplayError';
+    this.line = line;
+  }
+}
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/** Parses a replay number (hex with 0x, or decimal). Returns it, or throws ReplayError. */
+function parseNum(text: string, line: number, what: string): number {
+  let v: bigint;
+  if (/^0x[0-9a-fA-F]+$/.test(text) || /^[0-9]+$/.test(text)) v = BigInt(text);
+  else throw new ReplayError(line, `${what}: expected a number (hex with 0x, or decimal), got '${text}'`);
+  if (v > BigInt(MAX_SAFE))
+    throw new ReplayError(line, `${what}: ${text} is beyond 2^53 and cannot be an address here`);
+  return Number(v);
+}
+
+function parseProtArg(text: string, line: number): number {
+  const p = parseProt(text);
+  if (typeof p === 'string') throw new ReplayError(line, `PROT: ${p}`);
+  return p;
+}
+
+const ARITY: Record<string, number> = {
+  map: 4,
+  unmap: 2,
+  wrprotect: 2,
+  mkold: 2,
+  flush: 2,
+  split: 2,
+  relax: 2,
+  mkyoung: 1,
+  dump: 0,
+};
+
+const USAGE: Record<string, string> = {
+  map: 'map IPA SIZE PA PROT',
+  unmap: 'unmap IPA SIZE',
+  wrprotect: 'wrprotect IPA SIZE',
+  mkold: 'mkold IPA SIZE',
+  flush: 'flush IPA SIZE',
+  split: 'split IPA SIZE',
+  relax: 'relax IPA PROT',
+  mkyoung: 'mkyoung IPA',
+  dump: 'dump',
+};
+
+function parseInit(fields: string[], line: number): ReplayOp {
+  const kv = new Map<string, string>();
+  for (const f of fields.slice(1)) {
+    const eq = f.indexOf('=');
+    if (eq <= 0) throw new ReplayError(line, `init: expected key=value, got '${f}'`);
+    const k = f.slice(0, eq);
+    if (!['ipa_bits', 'granule', 'fwb', 'start_level', 'tlbi_range'].includes(k)) {
+      throw new ReplayError(
+        line,
+        `init: unknown key '${k}' (expected ipa_bits, granule, fwb, start_level, tlbi_range)`,
+      );
+    }
+    if (kv.has(k)) throw new ReplayError(line, `init: '${k}' given twice`);
+    kv.set(k, f.slice(eq + 1));
+  }
+  for (const k of ['ipa_bits', 'granule', 'fwb']) {
+    if (!kv.has(k)) throw new ReplayError(line, `init: missing ${k}= (init ipa_bits=40 granule=4K fwb=1)`);
+  }
+  const ipaBits = parseNum(kv.get('ipa_bits')!, line, 'ipa_bits');
+  if (ipaBits < 32 || ipaBits > 52)
+    throw new ReplayError(line, `ipa_bits: expected 32 to 52, got ${ipaBits}`);
+  const g = kv.get('granule')!;
+  const granule = g === '4K' ? 4096 : g === '16K' ? 16384 : g === '64K' ? 65536 : 0;
+  if (granule === 0) throw new ReplayError(line, `granule: expected 4K, 16K or 64K, got '${g}'`);
+  const bool = (k: string, dflt: boolean): boolean => {
+    const v = kv.get(k);
+    if (v === undefined) return dflt;
+    if (v !== '0' && v !== '1') throw new ReplayError(line, `${k}: expected 0 or 1, got '${v}'`);
+    return v === '1';
+  };
+  const op: ReplayOp = {
+    op: 'init',
+    line,
+    ipaBits,
+    granule,
+    fwb: bool('fwb', false),
+    tlbiRange: bool('tlbi_range', true),
+  };
+  const sl = kv.get('start_level');
+  if (sl !== undefined) {
+    if (!/^-?[0-3]$/.test(sl) || sl === '-0' || Number(sl) < -1) {
+      throw new ReplayError(line, `start_level: expected -1 to 3, got '${sl}'`);
+    }
+    op.startLevel = Number(sl);
+  }
+  return op;
+}
+
+/**
+ * Parses a replay script. Blank lines and `#` comments are skipped. Returns the operations,
+ * or throws a ReplayError naming the first bad line.
+ */
+export function parseReplay(text: string): ReplayOp[] {
+  const ops: ReplayOp[] = [];
+  const lines = text.split('\n');
+  let haveInit = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = i + 1;
+    const raw = lines[i]!.replace(/\r$/, '');
+    if (raw.trim() === '' || raw.startsWith('#')) continue;
+    const fields = raw.split(' ');
+    if (fields.some((f) => f === ''))
+      throw new ReplayError(line, 'fields must be separated by single spaces');
+    const word = fields[0]!;
+    if (word === 'init') {
+      ops.push(parseInit(fields, line));
+      haveInit = true;
+      continue;
+    }
+    const arity = ARITY[word];
+    if (arity === undefined) {
+      throw new ReplayError(
+        line,
+        `unknown operation '${word}' (expected init, map, unmap, relax, wrprotect, mkyoung, mkold, flush, split, dump)`,
+      );
+    }
+    if (fields.length - 1 !== arity) {
+      throw new ReplayError(line, `${word}: expected ${arity} argument(s): ${USAGE[word]}`);
+    }
+    if (!haveInit) throw new ReplayError(line, `${word} before any init`);
+    const ipa = arity > 0 ? parseNum(fields[1]!, line, 'IPA') : 0;
+    switch (word) {
+      case 'map':
+        ops.push({
+          op: 'map',
+          line,
+          ipa,
+          size: parseNum(fields[2]!, line, 'SIZE'),
+          pa: parseNum(fields[3]!, line, 'PA'),
+          prot: parseProtArg(fields[4]!, line),
+        });
+        break;
+      case 'relax':
+        ops.push({ op: 'relax', line, ipa, prot: parseProtArg(fields[2]!, line) });
+        break;
+      case 'mkyoung':
+        ops.push({ op: 'mkyoung', line, ipa });
+        break;
+      case 'dump':
+        ops.push({ op: 'dump', line });
+        break;
+      default:
+        ops.push({
+          op: word as 'unmap' | 'wrprotect' | 'mkold' | 'flush' | 'split',
+          line,
+          ipa,
+          size: parseNum(fields[2]!, line, 'SIZE'),
+        });
+    }
+  }
+  return ops;
+}
+
+/** A Stage2Events that writes replay output lines. */
+export class PrintingEvents implements Stage2Events {
+  private readonly out: (line: string) => void;
+  constructor(out: (line: string) => void) {
+    this.out = out;
+  }
+  private static lvl(level: number): string {
+    return level === TLBI_TTL_UNKNOWN ? 'unknown' : String(level);
+  }
+  tlbiVmidIpa(ipa: number, level: number): void {
+    this.out(`tlbi vmid_ipa ${hexAddr(ipa)} ${PrintingEvents.lvl(level)}`);
+  }
+  tlbiVmidIpaNsh(ipa: number, level: number): void {
+    this.out(`tlbi vmid_ipa_nsh ${hexAddr(ipa)} ${PrintingEvents.lvl(level)}`);
+  }
+  tlbiVmidRange(addr: number, size: number): void {
+    this.out(`tlbi vmid_range ${hexAddr(addr)} ${hexAddr(size)}`);
+  }
+  tlbiVmid(): void {
+    this.out('tlbi vmid');
+  }
+  dcacheCleanInvalPoc(pa: number, size: number): void {
+    this.out(`dcache ${hexAddr(pa)} ${hexAddr(size)}`);
+  }
+  icacheInvalPou(pa: number, size: number): void {
+    this.out(`icache ${hexAddr(pa)} ${hexAddr(size)}`);
+  }
+}
+
+/** Writes a `dump` of the table: tables and leaves in IPA order, then `end tables=N`. */
+export function dumpTable(pgt: Stage2PageTable, out: (line: string) => void): void {
+  pgt.forEachValid((kind, level, ipa, lo, hi) => {
+    if (kind === 'table') out(`table L${level} ${hexAddr(ipa)}`);
+    else out(`leaf L${level} ${hexAddr(ipa)} ${hexAddr(pgt.geo.granuleSize(level))} ${hex64(lo, hi)}`);
+  });
+  out(`end tables=${pgt.countTables()}`);
+}
+
+/**
+ * Runs parsed replay operations, writing each output line through `out`. Each `init`
+ * starts a fresh table (with its own page arena). Returns the last table.
+ */
+export function runReplay(ops: readonly ReplayOp[], out: (line: string) => void): Stage2PageTable | null {
+  const events = new PrintingEvents(out);
+  let pgt: Stage2PageTable | null = null;
+  let mc: MemCache | null = null;
+  for (const op of ops) {
+    if (op.op === 'init') {
+      pgt = new Stage2PageTable({
+        granule: op.granule,
+        ipaBits: op.ipaBits,
+        fwb: op.fwb,
+        ...(op.startLevel !== undefined ? { startLevel: op.startLevel } : {}),
+        tlbiRange: op.tlbiRange,
+        events,
+      });
+      mc = MemCache.unlimited(pgt.pool);
+      continue;
+    }
+    if (pgt === null || mc === null) throw new ReplayError(op.line, `${op.op} before any init`);
+    let ret: number;
+    switch (op.op) {
+      case 'map':
+        ret = pgt.map(op.ipa, op.size, op.pa, op.prot, mc, 0);
+        break;
+      case 'unmap':
+        ret = pgt.unmap(op.ipa, op.size);
+        break;
+      case 'relax':
+        // The fault path's flags: HANDLE_FAULT | SHARED.
+        ret = pgt.relaxPerms(op.ipa, op.prot, KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED);
+        break;
+      case 'wrprotect':
+        ret = pgt.wrprotect(op.ipa, op.size);
+        break;
+      case 'mkyoung':
+        pgt.mkyoung(op.ipa, KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED);
+        ret = 0;
+        break;
+      case 'mkold':
+        pgt.testClearYoung(op.ipa, op.size, true);
+        ret = 0;
+        break;
+      case 'flush':
+        ret = pgt.flush(op.ipa, op.size);
+        break;
+      case 'split':
+        ret = pgt.split(op.ipa, op.size, mc);
+        break;
+      case 'dump':
+        dumpTable(pgt, out);
+        continue;
+    }
+    out(`ret ${op.op} ${ret === 0 ? '0' : '-' + errnoName(ret)}`);
+  }
+  return pgt;
+}
+
+/**
+ * Parses and runs a replay script. Returns the output text (one line each, newline-ended),
+ * or throws a ReplayError before anything runs.
+ */
+export function replayText(text: string): string {
+  const ops = parseReplay(text);
+  const lines: string[] = [];
+  runReplay(ops, (l) => lines.push(l));
+  return lines.length ? lines.join('\n') + '\n' : '';
+}
