@@ -29,6 +29,8 @@ import {
 
 /** 2^32, to join halves: `hi * TWO32 + lo`. */
 export const TWO32 = 4294967296;
+/** 2^−32: `Math.floor(a * INV_TWO32)` is the high half of an address. */
+export const INV_TWO32 = 1 / 4294967296;
 
 // ---- lo half (bits 31:0) ----------------------------------------------------------------
 
@@ -224,15 +226,16 @@ export class AddrLayout {
 
   /** kvm_phys_to_pte(), low half. Returns lo bits of the OA field. */
   physLo(pa: number): number {
-    let lo = ((pa % TWO32) >>> 0) & this.loMask;
-    if (this.pa5148) lo |= ((Math.floor(pa / TWO32) >>> 16) & 0xf) << 12;
-    else if (this.lpa2) lo |= ((Math.floor(pa / TWO32) >>> 18) & 3) << 8;
+    // `>>> 0` is ToUint32: pa mod 2^32, exact for integers below 2^53.
+    let lo = (pa >>> 0) & this.loMask;
+    if (this.pa5148) lo |= ((Math.floor(pa * INV_TWO32) >>> 16) & 0xf) << 12;
+    else if (this.lpa2) lo |= ((Math.floor(pa * INV_TWO32) >>> 18) & 3) << 8;
     return lo >>> 0;
   }
 
   /** kvm_phys_to_pte(), high half: PA bits above 31 that the layout keeps (others dropped). */
   physHi(pa: number): number {
-    return Math.floor(pa / TWO32) & this.hiMask;
+    return Math.floor(pa * INV_TWO32) & this.hiMask;
   }
 
   /** kvm_pte_to_phys(): the output address of a descriptor. Returns the PA. */
@@ -339,7 +342,7 @@ export function hex64(lo: number, hi: number): string {
 
 /** Formats an address below 2^53 as `0x` and 16 lower-case hex digits. Returns the text. */
 export function hexAddr(a: number): string {
-  return hex64((a % TWO32) >>> 0, Math.floor(a / TWO32));
+  return hex64(a >>> 0, Math.floor(a * INV_TWO32));
 }
 
 /** Joins halves into a BigInt (API and debugger boundary only). Returns the value. */

@@ -25,20 +25,22 @@ export function pow2(n: number): number {
   return n < 31 ? 1 << n : 2 ** n;
 }
 
+// Address arithmetic avoids `%` on doubles (a libm fmod call in V8): for a power-of-two
+// size, a / size and a * (1 / size) are exact, so Math.floor of either aligns exactly.
+
 /** True if `a` is a multiple of the power of two `size`. Exact for any address below 2^53. */
 export function isAligned(a: number, size: number): boolean {
-  return a % size === 0;
+  return Math.floor(a / size) * size === a;
 }
 
 /** ALIGN_DOWN(a, size) for a power-of-two size. Returns the aligned address. */
 export function alignDown(a: number, size: number): number {
-  return a - (a % size);
+  return Math.floor(a / size) * size;
 }
 
 /** ALIGN(a, size) for a power-of-two size. Returns the aligned-up address. */
 export function alignUp(a: number, size: number): number {
-  const r = a % size;
-  return r === 0 ? a : a - r + size;
+  return Math.ceil(a / size) * size;
 }
 
 /** Returns log2 of a granule size: PAGE_SHIFT (12, 14 or 16). */
@@ -109,6 +111,10 @@ export class Geometry {
   readonly shifts: Int32Array;
   /** 2^shift(level) indexed by level + 1. */
   readonly sizes: Float64Array;
+  /** 2^−shift(level) indexed by level + 1 (exact reciprocals, for division-free indexing). */
+  readonly invSizes: Float64Array;
+  /** 1 / PAGE_SIZE. */
+  readonly invPageSize: number;
 
   constructor(pageSize: GranuleSize, iaBits: number, startLevel?: number) {
     if (pageSize !== 4096 && pageSize !== 16384 && pageSize !== 65536) {
@@ -137,10 +143,13 @@ export class Geometry {
     this.ipaLimit = pow2(iaBits);
     this.shifts = new Int32Array(5);
     this.sizes = new Float64Array(5);
+    this.invSizes = new Float64Array(5);
+    this.invPageSize = 1 / pageSize;
     for (let l = -1; l <= 3; l++) {
       const s = levelShift(this.pageShift, l);
       this.shifts[l + 1] = s;
-      this.sizes[l + 1] = s >= 64 ? Infinity : pow2(s);
+      this.sizes[l + 1] = pow2(s);
+      this.invSizes[l + 1] = 2 ** -s;
     }
   }
 
@@ -164,12 +173,12 @@ export class Geometry {
    * Returns the index.
    */
   index(addr: number, level: number): number {
-    return Math.floor(addr / this.sizes[level + 1]!) % this.ptrsPerPte;
+    return Math.floor(addr * this.invSizes[level + 1]!) & (this.ptrsPerPte - 1);
   }
 
   /** kvm_pgd_page_idx(addr): which concatenated root page holds `addr`. Returns the page. */
   pgdPageIndex(addr: number): number {
-    const masked = addr % this.ipaLimit;
+    const masked = addr - Math.floor(addr / this.ipaLimit) * this.ipaLimit;
     return Math.floor(masked / this.granuleSize(this.startLevel - 1));
   }
 
@@ -300,7 +309,7 @@ export interface VtcrFields {
 
 /** Decodes a VTCR_EL2 value into its fields. Returns the fields. */
 export function decodeVtcr(vtcr: number): VtcrFields {
-  const lo = (vtcr % 2 ** 32) >>> 0;
+  const lo = vtcr >>> 0;
   const hi = Math.floor(vtcr / 2 ** 32);
   const tg0 = (lo >>> VTCR_TG0_SHIFT) & 3;
   const granule: GranuleSize | null = tg0 === 0 ? 4096 : tg0 === 1 ? 65536 : tg0 === 2 ? 16384 : null;

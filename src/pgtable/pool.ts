@@ -122,8 +122,11 @@ export class TablePool {
   /** Optional cap on pages in use, to model allocation failure; Infinity by default. */
   limit = Infinity;
 
+  private readonly invPageSize: number;
+
   constructor(pageSize: number) {
     this.pageSize = pageSize;
+    this.invPageSize = 1 / pageSize;
     this.wordsPerPage = pageSize / 4;
   }
 
@@ -253,10 +256,8 @@ export class TablePool {
 
   /** phys_to_virt: the page index of a table's physical address, or −1 outside the arena. */
   pageOf(pa: number): number {
-    const off = pa - TABLE_ARENA_BASE;
-    if (off < 0) return -1;
-    const idx = off / this.pageSize;
-    return idx < this.pages.length && Number.isInteger(idx) ? idx : -1;
+    const idx = (pa - TABLE_ARENA_BASE) * this.invPageSize;
+    return idx >= 0 && idx < this.pages.length && Math.floor(idx) === idx ? idx : -1;
   }
 }
 

@@ -51,6 +51,7 @@ import {
   KVM_PGTABLE_WALK_TABLE_PRE,
   VISIT_TABLE_POST,
   VISIT_TABLE_PRE,
+  WALK_UPPER_NOOP,
   Walker,
 } from './walker.js';
 import type { Visitor, WalkCtx } from './walker.js';
@@ -240,10 +241,11 @@ export class Stage2PageTable {
     const oldHi = ctx.oldHi;
     if (pteIsLocked(oldLo)) return false;
     if (!this.trySetPte(ctx, KVM_INVALID_PTE_LOCKED, 0)) return false;
+    if (pteIsTable(oldLo, ctx.level)) this.walker.bumpGen();
     if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_BBM_TLBI) === 0) {
       if (pteIsTable(oldLo, ctx.level)) {
         const size = this.geo.sizes[ctx.level + 1]!;
-        this.tlbFlushVmidRange(ctx.addr - (ctx.addr % size), size);
+        this.tlbFlushVmidRange(Math.floor(ctx.addr / size) * size, size);
       } else if (oldLo & KVM_PTE_VALID) {
         this.events.tlbiVmidIpa(ctx.addr, ctx.level);
       }
@@ -288,8 +290,9 @@ export class Stage2PageTable {
     if (level < this.geo.minBlockLevel) return false;
     const size = this.geo.sizes[level + 1]!;
     if (size > ctx.end - ctx.addr) return false;
+    const inv = this.geo.invSizes[level + 1]!;
     const phys = data.phys + (ctx.addr - ctx.start);
-    return phys % size === 0 && ctx.addr % size === 0;
+    return Math.floor(phys * inv) * size === phys && Math.floor(ctx.addr * inv) * size === ctx.addr;
   }
 
   /**
@@ -389,7 +392,7 @@ export class Stage2PageTable {
    */
   map(addr: number, size: number, phys: number, prot: number, mc: MemCache | null, flags = 0): number {
     const ps = this.geo.pageSize;
-    phys -= phys % ps;
+    phys = Math.floor(phys * this.geo.invPageSize) * ps;
     const data = this.mapData;
     data.forcePte = this.forcePteCb !== null && this.forcePteCb(addr, addr + size, prot);
     if (this.flags & KVM_PGTABLE_S2_IDMAP && addr !== phys) return EINVAL;
@@ -406,7 +409,7 @@ export class Stage2PageTable {
       size,
       this.mapVisitor,
       data,
-      flags | KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF,
+      flags | KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF | WALK_UPPER_NOOP,
     );
   }
 
@@ -459,6 +462,7 @@ export class Stage2PageTable {
     if (pteIsTable(oldLo, ctx.level)) {
       child = this.childOf(oldLo, oldHi);
       if (this.pool.pageCount(child) !== 1) return 0;
+      this.walker.bumpGen();
     } else if (pteCacheable(oldLo, this.fwb)) {
       needFlush = !this.fwb;
     }
@@ -485,7 +489,7 @@ export class Stage2PageTable {
       size,
       this.unmapVisitor,
       null,
-      KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST,
+      KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST | WALK_UPPER_NOOP,
     );
     // The deferred flush uses the caller's raw range and is issued even if the walk failed.
     if (this.unmapDeferTlbFlush()) this.tlbFlushVmidRange(addr, size);
@@ -639,6 +643,7 @@ export class Stage2PageTable {
   /** stage2_free_walker() (v6.17): drops every counted entry's reference, freeing children. */
   private stage2FreeWalker(ctx: WalkCtx): number {
     if (ctx.oldLo === 0 && ctx.oldHi === 0) return 0;
+    this.walker.bumpGen();
     this.pool.putPage(ctx.page);
     if (pteIsTable(ctx.oldLo, ctx.level)) this.pool.putPage(this.childOf(ctx.oldLo, ctx.oldHi));
     return 0;
@@ -667,7 +672,7 @@ export class Stage2PageTable {
    */
   createUnlinked(phys: number, level: number, prot: number, mc: MemCache | null, forcePte: boolean): number {
     const size = this.geo.sizes[level + 1]!;
-    if (phys % size !== 0) return EINVAL;
+    if (Math.floor(phys / size) * size !== phys) return EINVAL;
     const ret = stage2SetProtAttr(prot, this.fwb, this.lpa2, this.attrOut);
     if (ret) return ret;
     const data = this.unlinkedMapData;

@@ -29,6 +29,17 @@ export const KVM_PGTABLE_WALK_SKIP_BBM_TLBI = 1 << 5;
 /** KVM_PGTABLE_WALK_SKIP_CMO: no cache maintenance. */
 export const KVM_PGTABLE_WALK_SKIP_CMO = 1 << 6;
 
+/**
+ * WALK_UPPER_NOOP (s2emu, not a kernel flag): the operation promises that its TABLE_PRE and
+ * TABLE_POST visits on the table levels above a single page do nothing (map: no block fits
+ * in one page; unmap: a table that keeps an entry is not freed). With it, a single-page walk
+ * may start at a cached last-level table (see Walker) and give exactly the same result.
+ */
+export const WALK_UPPER_NOOP = 1 << 16;
+
+/** Entries of the walk cache (direct-mapped, by last-level-table region). */
+const WALK_CACHE_SIZE = 1024;
+
 /** The visit kinds a callback receives (same bits as the walk flags that request them). */
 export const VISIT_LEAF = KVM_PGTABLE_WALK_LEAF;
 export const VISIT_TABLE_PRE = KVM_PGTABLE_WALK_TABLE_PRE;
@@ -72,6 +83,8 @@ export class WalkData {
   flags = 0;
   cb: Visitor = () => 0;
   arg: unknown = null;
+  /** Walks from the root may fill the walk cache; detached (unlinked) walks may not. */
+  fromRoot = false;
   readonly ctx = new WalkCtx();
 }
 
@@ -85,6 +98,19 @@ export class Walker {
   readonly pool: TablePool;
   private readonly stack: WalkData[] = [];
   private depth = 0;
+  /**
+   * The walk cache: like a hardware walk cache, it remembers which last-level table maps a
+   * region (one level-2 entry's span), so that a single-page walk skips the levels above.
+   * An entry is valid while its generation equals `gen`, which bumps whenever a table
+   * descriptor is removed or replaced (bumpGen()); installing a table never makes an
+   * existing entry wrong, as entries only ever name reachable tables.
+   */
+  private readonly cacheTag = new Float64Array(WALK_CACHE_SIZE).fill(-1);
+  private readonly cachePage = new Int32Array(WALK_CACHE_SIZE);
+  private readonly cacheGen = new Float64Array(WALK_CACHE_SIZE).fill(-1);
+  private gen = 0;
+  /** Whether single-page walks may use the walk cache (on by default; tests compare both). */
+  useCache = true;
 
   constructor(geo: Geometry, layout: AddrLayout, pool: TablePool) {
     this.geo = geo;
@@ -103,6 +129,11 @@ export class Walker {
     return d;
   }
 
+  /** Invalidates the walk cache: a table descriptor was removed or replaced. */
+  bumpGen(): void {
+    this.gen++;
+  }
+
   /** Releases the WalkData of the innermost walk. */
   endWalk(): void {
     this.depth--;
@@ -115,22 +146,57 @@ export class Walker {
   walkRoot(pgd: number, addr: number, size: number, cb: Visitor, arg: unknown, flags: number): number {
     const geo = this.geo;
     const ps = geo.pageSize;
-    const start = addr - (addr % ps);
-    let end = start + size;
-    const r = end % ps;
-    if (r !== 0) end += ps - r;
+    const inv = geo.invPageSize;
+    const start = Math.floor(addr * inv) * ps;
+    const end = Math.ceil((start + size) * inv) * ps;
     const limit = geo.ipaLimit;
     if (start > limit || end > limit) return ERANGE;
     if (pgd < 0) return EINVAL;
+    if (end - start === ps && this.useCache) {
+      const ret = this.walkCached(start, end, cb, arg, flags);
+      if (ret !== 1) return ret;
+    }
     const d = this.beginWalk(cb, arg, flags);
     d.start = start;
     d.addr = start;
     d.end = end;
+    d.fromRoot = true;
     let ret = 0;
     for (let i = geo.pgdPageIndex(start); d.addr < d.end; i++) {
       ret = this.walkTable(d, pgd + i, geo.startLevel);
       if (ret) break;
     }
+    this.endWalk();
+    return ret;
+  }
+
+  /**
+   * A single-page walk that starts at the cached last-level table, when the cache knows the
+   * region and skipping the levels above cannot change the result: they hold only table
+   * entries, which LEAF visits ignore, and TABLE_PRE/TABLE_POST visits there are no-ops by
+   * the operation's WALK_UPPER_NOOP promise (TABLE_POST only while the table keeps another
+   * entry). Returns the walk's result, or 1 when the full walk must run.
+   */
+  private walkCached(start: number, end: number, cb: Visitor, arg: unknown, flags: number): number {
+    const geo = this.geo;
+    if (flags & (KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_TABLE_POST) && !(flags & WALK_UPPER_NOOP))
+      return 1;
+    const region = Math.floor(start * geo.invSizes[3]!);
+    const slot = region & (WALK_CACHE_SIZE - 1);
+    if (this.cacheTag[slot] !== region || this.cacheGen[slot] !== this.gen) return 1;
+    const page = this.cachePage[slot]!;
+    const words = this.pool.pages[page]!;
+    const idx = (start - region * geo.sizes[3]!) * geo.invPageSize;
+    if (flags & KVM_PGTABLE_WALK_TABLE_POST) {
+      const counted = words[2 * idx] !== 0 || words[2 * idx + 1] !== 0 ? 1 : 0;
+      if (this.pool.pageCount(page) - counted <= 1) return 1;
+    }
+    const d = this.beginWalk(cb, arg, flags);
+    d.start = start;
+    d.addr = start;
+    d.end = end;
+    d.fromRoot = true;
+    const ret = this.visit(d, words, page, idx, 3);
     this.endWalk();
     return ret;
   }
@@ -144,6 +210,7 @@ export class Walker {
     d.start = 0;
     d.addr = 0;
     d.end = end;
+    d.fromRoot = false;
     const ret = this.walkTable(d, page, level);
     this.endWalk();
     return ret;
@@ -193,10 +260,17 @@ export class Walker {
     if (!Walker.cont(flags, ret)) return ret;
     if (!table) {
       const size = this.geo.sizes[level + 1]!;
-      d.addr = d.addr - (d.addr % size) + size;
+      d.addr = (Math.floor(d.addr * this.geo.invSizes[level + 1]!) + 1) * size;
       return 0;
     }
     const child = this.pool.pageOf(this.layout.toPhys(oldLo, oldHi));
+    if (level === 2 && d.fromRoot) {
+      const region = Math.floor(d.addr * this.geo.invSizes[3]!);
+      const slot = region & (WALK_CACHE_SIZE - 1);
+      this.cacheTag[slot] = region;
+      this.cachePage[slot] = child;
+      this.cacheGen[slot] = this.gen;
+    }
     ret = this.walkTable(d, child, level + 1);
     if (!Walker.cont(flags, ret)) return ret;
     if (flags & KVM_PGTABLE_WALK_TABLE_POST) {
