@@ -25,4 +25,4 @@ export {
   ReplayError,
   PrintingEvents,
 } from './replay/replay.js';
-export type { ReplayOp } from './replay/replay.js';
+export type { ReplayOp, ReplayOptions } from './replay/replay.js';

@@ -28,6 +28,12 @@ export type ReplayOp =
   | { op: 'mkyoung'; line: number; ipa: number }
   | { op: 'dump'; line: number };
 
+/** Options of a replay run. */
+export interface ReplayOptions {
+  /** Use the walker's single-page walk cache (default true); the output must not change. */
+  walkCache?: boolean;
+}
+
 /** A replay input error: the 1-based line number and what is wrong with it. */
 export class ReplayError extends Error {
   readonly line: number;
@@ -235,7 +241,11 @@ export function dumpTable(pgt: Stage2PageTable, out: (line: string) => void): vo
  * Runs parsed replay operations, writing each output line through `out`. Each `init`
  * starts a fresh table (with its own page arena). Returns the last table.
  */
-export function runReplay(ops: readonly ReplayOp[], out: (line: string) => void): Stage2PageTable | null {
+export function runReplay(
+  ops: readonly ReplayOp[],
+  out: (line: string) => void,
+  opts: ReplayOptions = {},
+): Stage2PageTable | null {
   const events = new PrintingEvents(out);
   let pgt: Stage2PageTable | null = null;
   let mc: MemCache | null = null;
@@ -249,6 +259,7 @@ export function runReplay(ops: readonly ReplayOp[], out: (line: string) => void)
         tlbiRange: op.tlbiRange,
         events,
       });
+      if (opts.walkCache === false) pgt.walker.useCache = false;
       mc = MemCache.unlimited(pgt.pool);
       continue;
     }
@@ -295,9 +306,9 @@ export function runReplay(ops: readonly ReplayOp[], out: (line: string) => void)
  * Parses and runs a replay script. Returns the output text (one line each, newline-ended),
  * or throws a ReplayError before anything runs.
  */
-export function replayText(text: string): string {
+export function replayText(text: string, opts: ReplayOptions = {}): string {
   const ops = parseReplay(text);
   const lines: string[] = [];
-  runReplay(ops, (l) => lines.push(l));
+  runReplay(ops, (l) => lines.push(l), opts);
   return lines.length ? lines.join('\n') + '\n' : '';
 }
