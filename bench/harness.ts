@@ -1,0 +1,125 @@
+/**
+ * The benchmark harness: benchmark.js for the timing and its statistics, one timed call per
+ * cycle (each call is a large batch of operations, so the timer never dominates), an
+ * untimed reset between cycles, heap bytes per operation from a forced GC around a batch,
+ * and table memory per mapped GiB.
+ */
+
+import Benchmark from 'benchmark';
+
+/** One benchmark case: a batch of `opsPerCall` operations and how to reset between batches. */
+export interface BenchCase<S = unknown> {
+  /** `floor`, `pgtable/...` or `fault/...`. */
+  name: string;
+  /** Operations one call of `run` performs. */
+  opsPerCall: number;
+  /** Builds the state (untimed, once). */
+  setup(): S;
+  /** One timed batch. */
+  run(state: S): void;
+  /** Brings the state back to where `run` starts (untimed, between batches). */
+  reset(state: S): void;
+  /** Table bytes per GiB mapped after one batch, when meaningful. */
+  tableBytesPerGiB?(state: S): number;
+  /** A line of modelled hardware cost for the same work, when the case has one. */
+  modelled?(state: S): string;
+}
+
+/** One result line (the JSON file's `results[]`). */
+export interface BenchResult {
+  name: string;
+  opsPerSec: number;
+  /** Relative margin of error, percent. */
+  rme: number;
+  bytesPerOp: number;
+  tableBytesPerGiB?: number;
+  samples: number;
+  modelled?: string;
+}
+
+declare const gc: (() => void) | undefined;
+
+function forceGc(): boolean {
+  if (typeof gc === 'function') {
+    gc();
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Heap bytes one operation allocates: GC, one batch, heap delta. Run with a large young
+ * generation (--max-semi-space-size) so no scavenge hides allocation inside the batch.
+ * Returns bytes per op (NaN without --expose-gc).
+ */
+function measureBytesPerOp<S>(c: BenchCase<S>, state: S): number {
+  c.reset(state);
+  if (!forceGc()) return NaN;
+  const before = process.memoryUsage().heapUsed;
+  c.run(state);
+  const after = process.memoryUsage().heapUsed;
+  return Math.max(0, (after - before) / c.opsPerCall);
+}
+
+/** Runs one case with benchmark.js. Returns its result. */
+export function runCase<S>(c: BenchCase<S>, opts: { quick: boolean }): BenchResult {
+  const state = c.setup();
+  // Warm up: let the JIT settle and the pools grow before anything is measured.
+  for (let i = 0; i < (opts.quick ? 2 : 4); i++) {
+    c.reset(state);
+    c.run(state);
+  }
+  c.reset(state);
+  const bench = new Benchmark(c.name, {
+    fn: () => c.run(state),
+    initCount: 1,
+    // A tiny minTime keeps one call per cycle, so the reset in onCycle runs between batches.
+    minTime: 1e-9,
+    minSamples: opts.quick ? 5 : 15,
+    maxTime: opts.quick ? 1.5 : 5,
+    onCycle: () => c.reset(state),
+  });
+  bench.run();
+  const b = bench as unknown as { error?: Error; hz: number; stats: { rme: number; sample: number[] } };
+  if (b.error) throw b.error;
+  c.reset(state);
+  c.run(state);
+  const tableBytesPerGiB = c.tableBytesPerGiB?.(state);
+  const modelled = c.modelled?.(state);
+  const bytesPerOp = measureBytesPerOp(c, state);
+  return {
+    name: c.name,
+    opsPerSec: b.hz * c.opsPerCall,
+    rme: b.stats.rme,
+    bytesPerOp,
+    samples: b.stats.sample.length,
+    ...(tableBytesPerGiB !== undefined ? { tableBytesPerGiB } : {}),
+    ...(modelled !== undefined ? { modelled } : {}),
+  };
+}
+
+/** Formats a rate as 12.3M/s. */
+export function fmtRate(x: number): string {
+  if (x >= 1e6) return `${(x / 1e6).toFixed(2)}M/s`;
+  if (x >= 1e3) return `${(x / 1e3).toFixed(1)}K/s`;
+  return `${x.toFixed(1)}/s`;
+}
+
+/** A Fisher–Yates permutation of 0..n−1 from a fixed seed (xorshift32). */
+export function permutation(n: number, seed: number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  let x = seed >>> 0 || 1;
+  for (let i = n - 1; i > 0; i--) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    const j = x % (i + 1);
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}

@@ -1,0 +1,100 @@
+/**
+ * `npm run bench`: the hot-path benchmarks.
+ *
+ *   npm run bench                    readable table
+ *   npm run bench -- --quick         a shorter run (well under a minute)
+ *   npm run bench -- --json FILE     also write { "results": [ { name, opsPerSec, rme, bytesPerOp, ... } ] }
+ *   npm run bench -- --compare FILE  print the change against a saved --json run
+ *   npm run bench -- --filter TEXT   only cases whose name contains TEXT
+ *   npm run bench -- --scale         fault in a 1 TiB IPA space at 4K and report time and memory
+ *
+ * Run through the npm script, which passes --expose-gc (for bytes per op) and a large young
+ * generation (so a batch's allocation is not hidden by a scavenge).
+ */
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import pc from 'picocolors';
+import { floorCase } from './floor.js';
+import type { BenchCase, BenchResult } from './harness.js';
+import { fmtRate, runCase } from './harness.js';
+import { pgtableCases } from './pgtable.js';
+import { runScale } from './scale.js';
+
+function fail(msg: string): never {
+  process.stderr.write(`bench: ${msg}\n`);
+  process.exit(2);
+}
+
+let args;
+try {
+  args = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      json: { type: 'string' },
+      compare: { type: 'string' },
+      quick: { type: 'boolean' },
+      filter: { type: 'string' },
+      scale: { type: 'boolean' },
+    },
+  }).values;
+} catch (e) {
+  fail((e as Error).message);
+}
+
+if (args.scale) {
+  runScale();
+  process.exit(0);
+}
+
+let previous: Map<string, BenchResult> | null = null;
+if (args.compare !== undefined) {
+  if (!existsSync(args.compare)) fail(`--compare: no such file ${args.compare}`);
+  try {
+    const prev = JSON.parse(readFileSync(args.compare, 'utf8')) as { results: BenchResult[] };
+    previous = new Map(prev.results.map((r) => [r.name, r]));
+  } catch (e) {
+    fail(`--compare: ${args.compare} is not a saved bench JSON (${(e as Error).message})`);
+  }
+}
+
+const cases: BenchCase<never>[] = [
+  floorCase,
+  ...pgtableCases(4096),
+  ...pgtableCases(65536),
+  ...(args.quick ? [] : pgtableCases(16384)),
+] as BenchCase<never>[];
+const selected = cases.filter((c) => args.filter === undefined || c.name.includes(args.filter));
+if (selected.length === 0) fail(`--filter ${args.filter}: no case matches`);
+
+const results: BenchResult[] = [];
+const floorHz = { v: NaN };
+const pad = (s: string, n: number): string => s.padEnd(n);
+process.stdout.write(
+  pc.bold(
+    `${pad('case', 44)} ${pad('ops/s', 11)} ${pad('±', 7)} ${pad('B/op', 7)} ${pad('×floor', 7)} tables/GiB\n`,
+  ),
+);
+for (const c of selected) {
+  const r = runCase(c, { quick: args.quick ?? false });
+  results.push(r);
+  if (c.name === 'floor') floorHz.v = r.opsPerSec;
+  const frac = Number.isNaN(floorHz.v) ? '' : (r.opsPerSec / floorHz.v).toFixed(3);
+  const tbl = r.tableBytesPerGiB === undefined ? '' : `${(r.tableBytesPerGiB / 2 ** 20).toFixed(2)} MiB`;
+  let line = `${pad(r.name, 44)} ${pad(fmtRate(r.opsPerSec), 11)} ${pad(r.rme.toFixed(1) + '%', 7)} ${pad(
+    Number.isNaN(r.bytesPerOp) ? 'n/a' : r.bytesPerOp.toFixed(1),
+    7,
+  )} ${pad(frac, 7)} ${tbl}`;
+  const before = previous?.get(r.name);
+  if (before) {
+    const d = (r.opsPerSec / before.opsPerSec - 1) * 100;
+    line += `  ${(d >= 0 ? pc.green : pc.red)(`${d >= 0 ? '+' : ''}${d.toFixed(1)}%`)}`;
+  }
+  if (r.modelled) line += `\n${' '.repeat(4)}${pc.dim(r.modelled)}`;
+  process.stdout.write(line + '\n');
+}
+
+if (args.json !== undefined) {
+  writeFileSync(args.json, JSON.stringify({ results }, null, 2) + '\n');
+  process.stdout.write(`wrote ${args.json}\n`);
+}

@@ -1,0 +1,121 @@
+/**
+ * Page-table benchmarks: the operations `replay` drives, called through the library API
+ * (no parsing), with the replay's unlimited page cache and a counting event sink.
+ */
+
+import {
+  CountingEvents,
+  KVM_PGTABLE_PROT_R,
+  KVM_PGTABLE_PROT_W,
+  KVM_PGTABLE_PROT_X,
+  MemCache,
+  Stage2PageTable,
+} from '../src/index.js';
+import type { GranuleSize } from '../src/index.js';
+import type { BenchCase } from './harness.js';
+import { permutation } from './harness.js';
+
+const GIB = 2 ** 30;
+const RW = KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W;
+const RWX = RW | KVM_PGTABLE_PROT_X;
+
+interface PgState {
+  pgt: Stage2PageTable;
+  mc: MemCache;
+  events: CountingEvents;
+  perm: Int32Array;
+}
+
+const BASE_IPA = 0x40_0000_0000; // 256 GiB: above the low GiBs, below 2^40
+const BASE_PA = 0x80_0000_0000;
+
+function newState(granule: GranuleSize, n: number): PgState {
+  const events = new CountingEvents();
+  const pgt = new Stage2PageTable({ granule, ipaBits: 40, fwb: true, events });
+  return { pgt, mc: MemCache.unlimited(pgt.pool), events, perm: permutation(n, 0x5eed) };
+}
+
+function label(g: GranuleSize): string {
+  return g === 4096 ? '4K' : g === 16384 ? '16K' : '64K';
+}
+
+function tableBytesPerGiB(s: PgState, mappedBytes: number): number {
+  return (s.pgt.pool.inUse * s.pgt.pool.pageSize * GIB) / mappedBytes;
+}
+
+/** The page-table cases for one granule. */
+export function pgtableCases(granule: GranuleSize): BenchCase<PgState>[] {
+  const g = label(granule);
+  const pages = GIB / granule;
+  const blockSize = granule === 4096 ? 2 ** 21 : granule === 16384 ? 2 ** 25 : 2 ** 29;
+  const blockSpan = granule === 65536 ? 64 * GIB : GIB;
+  const blocks = blockSpan / blockSize;
+  const bigBlock = granule === 4096 ? GIB : blockSize; // what split breaks
+  const splitSpan = granule === 4096 ? 8 * GIB : granule === 16384 ? GIB : 16 * GIB;
+  const bl = (x: number): string => (x >= GIB ? `${x / GIB}G` : `${x / 2 ** 20}M`);
+  return [
+    {
+      name: `pgtable/${g}/map-pages-in-order-1G`,
+      opsPerCall: pages,
+      setup: () => newState(granule, pages),
+      run(s) {
+        for (let i = 0; i < pages; i++)
+          s.pgt.map(BASE_IPA + i * granule, granule, BASE_PA + i * granule, RW, s.mc);
+      },
+      reset: (s) => void s.pgt.unmap(BASE_IPA, GIB),
+      tableBytesPerGiB: (s) => tableBytesPerGiB(s, GIB),
+    },
+    {
+      name: `pgtable/${g}/map-pages-random-1G`,
+      opsPerCall: pages,
+      setup: () => newState(granule, pages),
+      run(s) {
+        const p = s.perm;
+        for (let i = 0; i < pages; i++) {
+          const k = p[i]!;
+          s.pgt.map(BASE_IPA + k * granule, granule, BASE_PA + k * granule, RW, s.mc);
+        }
+      },
+      reset: (s) => void s.pgt.unmap(BASE_IPA, GIB),
+      tableBytesPerGiB: (s) => tableBytesPerGiB(s, GIB),
+    },
+    {
+      name: `pgtable/${g}/map-${bl(blockSize)}-blocks-${bl(blockSpan)}`,
+      opsPerCall: blocks,
+      setup: () => newState(granule, blocks),
+      run(s) {
+        for (let i = 0; i < blocks; i++) {
+          s.pgt.map(BASE_IPA + i * blockSize, blockSize, BASE_PA + i * blockSize, RWX, s.mc);
+        }
+      },
+      reset: (s) => void s.pgt.unmap(BASE_IPA, blockSpan),
+      tableBytesPerGiB: (s) => tableBytesPerGiB(s, blockSpan),
+    },
+    {
+      name: `pgtable/${g}/unmap-pages-in-order-1G`,
+      opsPerCall: pages,
+      setup: () => newState(granule, pages),
+      run(s) {
+        for (let i = 0; i < pages; i++) s.pgt.unmap(BASE_IPA + i * granule, granule);
+      },
+      reset(s) {
+        for (let i = 0; i < pages; i++)
+          s.pgt.map(BASE_IPA + i * granule, granule, BASE_PA + i * granule, RW, s.mc);
+      },
+    },
+    {
+      name: `pgtable/${g}/split-${bl(bigBlock)}-blocks-${bl(splitSpan)}`,
+      opsPerCall: splitSpan / bigBlock,
+      setup: () => newState(granule, 1),
+      run(s) {
+        for (let a = 0; a < splitSpan; a += bigBlock) s.pgt.split(BASE_IPA + a, bigBlock, s.mc);
+      },
+      reset(s) {
+        s.pgt.unmap(BASE_IPA, splitSpan);
+        for (let a = 0; a < splitSpan; a += bigBlock)
+          s.pgt.map(BASE_IPA + a, bigBlock, BASE_PA + a, RW, s.mc);
+      },
+      tableBytesPerGiB: (s) => tableBytesPerGiB(s, splitSpan),
+    },
+  ];
+}
