@@ -178,6 +178,7 @@ export class Geometry {
 
   /** kvm_pgd_page_idx(addr): which concatenated root page holds `addr`. Returns the page. */
   pgdPageIndex(addr: number): number {
+    if (this.pgdPages === 1) return 0;
     const masked = addr - Math.floor(addr / this.ipaLimit) * this.ipaLimit;
     return Math.floor(masked / this.granuleSize(this.startLevel - 1));
   }

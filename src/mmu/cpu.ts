@@ -1,0 +1,164 @@
+/**
+ * Host CPU features that change what KVM's stage-2 fault path does, and
+ * documented presets for real cores.
+ *
+ * Each feature corresponds to a kernel cpucap (or an ID register field); the
+ * fault path reads them as cpus_have_final_cap() would: fixed for the life of
+ * the host.
+ */
+
+/**
+ * The CPU features the model consults.
+ *
+ * - `fwb`: FEAT_S2FWB, cpucap ARM64_HAS_STAGE2_FWB (ID_AA64MMFR2_EL1.FWB). Stage 2
+ *   can force write-back, so KVM skips D-cache maintenance on map.
+ * - `dic`: CTR_EL0.DIC, cpucap ARM64_HAS_CACHE_DIC. No I-cache invalidation to PoU
+ *   is needed for coherence; KVM maps cacheable memory executable up front.
+ * - `idc`: CTR_EL0.IDC, cpucap ARM64_HAS_CACHE_IDC. No D-cache clean to PoU is
+ *   needed for instruction coherence.
+ * - `mte`: FEAT_MTE2 usable by the host (cpucap ARM64_MTE), so a VM may enable MTE.
+ * - `tlbiRange`: FEAT_TLBIRANGE (cpucap ARM64_HAS_TLB_RANGE), range TLBI by IPA.
+ * - `hafdbs`: FEAT_HAFDBS hardware access flag / dirty state (ID_AA64MMFR1_EL1.HAFDBS).
+ * - `lse`: FEAT_LSE atomics (cpucap ARM64_HAS_LSE_ATOMICS).
+ */
+export interface CpuFeatures {
+  readonly fwb: boolean;
+  readonly dic: boolean;
+  readonly idc: boolean;
+  readonly mte: boolean;
+  readonly tlbiRange: boolean;
+  readonly hafdbs: boolean;
+  readonly lse: boolean;
+}
+
+/**
+ * A named, documented set of CPU features. `source` says what each value is
+ * based on, and which values are not confirmed. Presets are plain objects so
+ * later fields (costs, cache geometry) can be added without breaking callers.
+ */
+export interface CpuPreset {
+  readonly name: string;
+  readonly description: string;
+  readonly source: string;
+  readonly features: CpuFeatures;
+}
+
+/** The feature names, in a fixed order (for validation and printing). */
+export const CPU_FEATURE_NAMES: readonly (keyof CpuFeatures)[] = [
+  'fwb',
+  'dic',
+  'idc',
+  'mte',
+  'tlbiRange',
+  'hafdbs',
+  'lse',
+];
+
+/** Every feature off: the baseline an Armv8.0 core guarantees. */
+export const NO_CPU_FEATURES: CpuFeatures = {
+  fwb: false,
+  dic: false,
+  idc: false,
+  mte: false,
+  tlbiRange: false,
+  hafdbs: false,
+  lse: false,
+};
+
+/**
+ * The built-in presets, keyed by name. Each `source` names what the values are
+ * based on; anything marked UNCONFIRMED was not checked against a published
+ * CTR_EL0 / ID register value or a kernel boot log.
+ */
+export const CPU_PRESETS: Readonly<Record<string, CpuPreset>> = {
+  grace: {
+    name: 'grace',
+    description: 'NVIDIA Grace (Arm Neoverse V2, Armv9.0-A)',
+    source:
+      'FWB: FEAT_S2FWB is mandatory from Armv8.4. DIC and IDC: Grace is the platform the ' +
+      'cacheable-PFNMAP series (which requires FWB && DIC) was written for, and the V2 TRM ' +
+      'reports CTR_EL0.DIC = IDC = 1. MTE: the V2 core implements MTE, but Grace systems do ' +
+      'not expose it (no "mte" in /proc/cpuinfo), so it is off. TLBI range (v8.4), HAFDBS and ' +
+      'LSE ("atomics") are present.',
+    features: { fwb: true, dic: true, idc: true, mte: false, tlbiRange: true, hafdbs: true, lse: true },
+  },
+  'neoverse-n1': {
+    name: 'neoverse-n1',
+    description: 'Arm Neoverse N1 (Armv8.2-A), as in Ampere Altra',
+    source:
+      'No FWB (Armv8.2 core; FEAT_S2FWB is v8.4) and no TLBI range (v8.4). The N1 was the first ' +
+      'core to report CTR_EL0.DIC = IDC = 1 (N1 TRM). Erratum 1542419 (affected revisions only) ' +
+      'makes the kernel trap CTR_EL0 and hide DIC from user space; whether that also clears ' +
+      'ARM64_HAS_CACHE_DIC for KVM is UNCONFIRMED, so DIC is left on. No MTE. HAFDBS and LSE present.',
+    features: { fwb: false, dic: true, idc: true, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+  },
+  'ampere-altra': {
+    name: 'ampere-altra',
+    description: 'Ampere Altra / Altra Max (80/128 Neoverse N1 cores)',
+    source: 'Same as neoverse-n1 (the Altra core is an N1; revision-dependent errata UNCONFIRMED).',
+    features: { fwb: false, dic: true, idc: true, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+  },
+  'kunpeng-920': {
+    name: 'kunpeng-920',
+    description: 'HiSilicon Kunpeng 920 (TaiShan v110, Armv8.2-A)',
+    source:
+      'No FWB and no TLBI range (Armv8.2 core). LSE present (v8.1 atomics are mandatory from ' +
+      'v8.1). DIC, IDC and HAFDBS: UNCONFIRMED; the preset assumes DIC = IDC = 0 (the ' +
+      'conservative choice: full cache maintenance) and HAFDBS present.',
+    features: { fwb: false, dic: false, idc: false, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+  },
+  'cortex-a76': {
+    name: 'cortex-a76',
+    description: 'Arm Cortex-A76 (Armv8.2-A)',
+    source:
+      'No FWB, no TLBI range, no MTE (Armv8.2). CTR_EL0 as commonly reported for A76 ' +
+      '(0x8444c004: DIC = IDC = 0) is from memory, UNCONFIRMED. HAFDBS and LSE present (A76 TRM).',
+    features: { fwb: false, dic: false, idc: false, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+  },
+  'generic-v8': {
+    name: 'generic-v8',
+    description: 'A minimal Armv8.0-A core: none of the optional features',
+    source: 'Architectural baseline: every feature here is optional in Armv8.0.',
+    features: NO_CPU_FEATURES,
+  },
+};
+
+/** Input to resolveCpu(): an optional preset name plus per-feature overrides. */
+export interface CpuSpec extends Partial<CpuFeatures> {
+  readonly profile?: string;
+}
+
+/**
+ * Resolves a CPU description into concrete features: start from the named
+ * preset (or from no features), then apply any boolean overrides.
+ *
+ * Returns the features, or a string naming the problem (an unknown profile)
+ * so the caller can report it with its key path.
+ */
+export function resolveCpu(spec: CpuSpec): CpuFeatures | string {
+  let base = NO_CPU_FEATURES;
+  if (spec.profile !== undefined) {
+    const preset = Object.prototype.hasOwnProperty.call(CPU_PRESETS, spec.profile)
+      ? CPU_PRESETS[spec.profile]
+      : undefined;
+    if (preset === undefined) {
+      return `unknown CPU profile "${spec.profile}": expected one of ${Object.keys(CPU_PRESETS).join(', ')}`;
+    }
+    base = preset.features;
+  }
+  const out: { -readonly [K in keyof CpuFeatures]: boolean } = { ...base };
+  for (const name of CPU_FEATURE_NAMES) {
+    const v = spec[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * Models kvm_supports_cacheable_pfnmap() (6.17): cacheable PFNMAP/MIXEDMAP
+ * memory outside the linear map can be mapped only when stage 2 needs no
+ * cache maintenance, i.e. FWB and DIC. Returns true when both are present.
+ */
+export function kvmSupportsCacheablePfnmap(cpu: CpuFeatures): boolean {
+  return cpu.fwb && cpu.dic;
+}

@@ -1,0 +1,681 @@
+/**
+ * The VMM's address space (one mm): VMAs, the host page table, and the
+ * host-side operations KVM's fault path depends on: __kvm_faultin_pfn() (GUP
+ * and the host page-fault handlers behind it), get_user_mapping_size(),
+ * and the changes that fire MMU notifiers (copy-on-write, THP split, unmap,
+ * mprotect, aging).
+ *
+ * Steady state allocates nothing: lookups reuse scratch objects, and results
+ * go into a caller-supplied FaultinResult.
+ */
+import { alignDown, shr, type HostGranule } from './granule.js';
+import {
+  HOST_LEVEL_PMD,
+  HOST_LEVEL_PTE,
+  HOST_LEVEL_PUD,
+  HPTE_CONT,
+  HPTE_FILE,
+  HPTE_OWNED,
+  HPTE_PRESENT,
+  HPTE_SPECIAL,
+  HPTE_WRITE,
+  HPTE_ZAPPED,
+  HPTE_ZERO,
+  HostPageTable,
+  newHostLeaf,
+  type HostLeaf,
+} from './hostpt.js';
+import { MmuNotifier } from './notifier.js';
+import type { PhysMem } from './physmem.js';
+import {
+  EMPTY_VMA_SET,
+  VM_HUGETLB,
+  VM_IO,
+  VM_MIXEDMAP,
+  VM_PFNMAP,
+  VM_READ,
+  VM_SHARED,
+  VM_UFFD_MISSING,
+  VM_WRITE,
+  VM_EXEC,
+  VM_MTE,
+  MT_NORMAL,
+  MT_NORMAL_TAGGED,
+  vmaLookup,
+  vmaSetInsert,
+  vmaSetUpdateFlags,
+  type BackingKind,
+  type HostMappingSize,
+  type Vma,
+  type VmaSet,
+} from './vma.js';
+
+/** FaultinResult.err: none. */
+export const FAULTIN_OK = 0;
+/** FaultinResult.err: KVM_PFN_ERR_FAULT (no VMA, protection denies, out of memory, no driver fault). */
+export const KVM_PFN_ERR_FAULT = 1;
+/** FaultinResult.err: KVM_PFN_ERR_HWPOISON (GUP returned -EHWPOISON). */
+export const KVM_PFN_ERR_HWPOISON = 2;
+
+/** The reusable result of Mm.faultinPfn(). */
+export interface FaultinResult {
+  /** The host pfn, or -1 on error. */
+  pfn: number;
+  /** The host mapping is writable (so KVM may map stage 2 writable). */
+  writable: boolean;
+  /** A refcounted struct page is held (KVM must release it: releaseFaultinPage). */
+  page: boolean;
+  /** FAULTIN_OK, KVM_PFN_ERR_FAULT or KVM_PFN_ERR_HWPOISON. */
+  err: number;
+  /** log2 of the backing's page size (hstate shift for hugetlb, else PAGE_SHIFT); the SIGBUS lsb source. */
+  vmaShift: number;
+}
+
+/** Returns a fresh FaultinResult to reuse across calls. */
+export function newFaultinResult(): FaultinResult {
+  return { pfn: -1, writable: false, page: false, err: FAULTIN_OK, vmaShift: 0 };
+}
+
+/** What mmap() takes. Addresses are host virtual; sizes page-aligned. */
+export interface VmaSpec {
+  readonly name: string;
+  readonly start: number;
+  readonly size: number;
+  /** vm_flags the VMM asked for (VM_READ/WRITE/EXEC, VM_SHARED, VM_MAYWRITE, VM_MTE_ALLOWED, ...). */
+  readonly vmFlags: number;
+  /** AttrIndx of vm_page_prot (MT_*); default MT_NORMAL. */
+  readonly memType?: number;
+  readonly backing: BackingKind;
+  /** hugetlb: the hstate size in bytes. */
+  readonly hugePage?: number;
+  /** pfnmap/mixedmap: first physical address. */
+  readonly pa?: number;
+  /** pfnmap/mixedmap: the host entry size the driver installs (default 'page'). */
+  readonly hostMapping?: HostMappingSize;
+  /** Register the range with userfaultfd for missing-page events. */
+  readonly uffdMissing?: boolean;
+}
+
+/**
+ * What a write to the huge zero page does. 'pmd-folio' (default) is the v6.17 host:
+ * do_huge_zero_wp_pmd() (since v6.13) allocates a PMD-sized folio for the whole range and
+ * maps it in place of the huge zero PMD. 'split' is its fallback when no PMD folio can be
+ * had (and older kernels): the huge zero PMD is split into PTEs of the 4K zero page and the
+ * write copies one base page.
+ */
+export type HugeZeroWritePolicy = 'split' | 'pmd-folio';
+
+/** Counters for tests and the summary output. */
+export interface MmStats {
+  /** userfaultfd missing-page events raised (each answered by populating the page). */
+  uffdEvents: number;
+  /** Copy-on-write breaks (zero page, private file page or COW pfnmap replaced by a new page). */
+  cowBreaks: number;
+  /** Huge leaves split into smaller ones. */
+  splits: number;
+  /** Pages (or folios) allocated by faults. */
+  faultAllocs: number;
+}
+
+/** Options for Mm. */
+export interface MmOptions {
+  readonly hugeZeroWrite?: HugeZeroWritePolicy;
+}
+
+/**
+ * One host mm: the VMM's address space, its page table and its notifier.
+ * `vmas` is the current immutable generation; the fault path reads it.
+ */
+export class Mm {
+  /** Page geometry. */
+  readonly granule: HostGranule;
+  /** Physical memory the mm allocates from. */
+  readonly phys: PhysMem;
+  /** The mm's notifier chain and KVM's invalidation counters. */
+  readonly notifier: MmuNotifier;
+  /** The host page table. */
+  readonly pt: HostPageTable;
+  /** Counters. */
+  readonly stats: MmStats = { uffdEvents: 0, cowBreaks: 0, splits: 0, faultAllocs: 0 };
+  /** Refcounted pages handed out by faultinPfn() and not yet released (should return to 0). */
+  pagesHeld = 0;
+  /** The current VMA generation. */
+  vmas: VmaSet = EMPTY_VMA_SET;
+
+  private readonly hugeZeroWrite: HugeZeroWritePolicy;
+  private readonly leaf: HostLeaf = newHostLeaf();
+  private nextVmaId = 1;
+
+  constructor(phys: PhysMem, notifier: MmuNotifier = new MmuNotifier(), options: MmOptions = {}) {
+    this.granule = phys.granule;
+    this.phys = phys;
+    this.notifier = notifier;
+    this.pt = new HostPageTable(phys.granule);
+    this.hugeZeroWrite = options.hugeZeroWrite ?? 'pmd-folio';
+  }
+
+  /**
+   * Models mmap() of one VMA (plus remap_pfn_range / hugetlbfs / memfd setup
+   * and UFFDIO_REGISTER as the spec asks). Adds VM_HUGETLB for hugetlb,
+   * VM_MTE for a MT_NORMAL_TAGGED memory type (PROT_MTE),
+   * VM_PFNMAP|VM_IO for pfnmap (as remap_pfn_range does), VM_MIXEDMAP for
+   * mixedmap and VM_UFFD_MISSING for userfaultfd. pfnmap/mixedmap entries are
+   * present from the start (synthesised on first walk).
+   * Returns the new Vma, or a message naming what is wrong.
+   */
+  mmap(spec: VmaSpec): Vma | string {
+    const g = this.granule;
+    if (spec.start % g.pageSize !== 0 || spec.size % g.pageSize !== 0 || spec.size <= 0) {
+      return `start and size must be multiples of the page size (0x${g.pageSize.toString(16)})`;
+    }
+    const end = spec.start + spec.size;
+    for (const v of this.vmas.vmas) {
+      if (v.name === spec.name) return `duplicate VMA name "${spec.name}"`;
+      if (spec.start < v.end && v.start < end) return `overlaps VMA "${v.name}"`;
+    }
+    let flags = spec.vmFlags;
+    let hugeShift = 0;
+    let pgoff = 0;
+    const isPfn = spec.backing === 'pfnmap' || spec.backing === 'mixedmap';
+    if (spec.backing === 'hugetlb') {
+      const hp = spec.hugePage ?? 0;
+      hugeShift = Math.log2(hp);
+      if (!Number.isInteger(hugeShift) || !g.hugetlbShifts.includes(hugeShift)) {
+        const sizes = g.hugetlbShifts.map((s) => `0x${(2 ** s).toString(16)}`).join(', ');
+        return `hugePage must be one of ${sizes} for this granule`;
+      }
+      if (spec.start % hp !== 0 || spec.size % hp !== 0)
+        return 'hugetlb VMA must be aligned to its huge page size';
+      flags |= VM_HUGETLB;
+    } else if (spec.hugePage !== undefined) {
+      return 'hugePage is only valid for hugetlb';
+    }
+    if (isPfn) {
+      if (spec.pa === undefined || spec.pa % g.pageSize !== 0) return 'pa must be given and page-aligned';
+      pgoff = shr(spec.pa, g.pageShift);
+      flags |= spec.backing === 'pfnmap' ? VM_PFNMAP | VM_IO : VM_MIXEDMAP;
+      if (spec.uffdMissing === true) return 'userfaultfd cannot register a pfnmap/mixedmap VMA';
+    } else {
+      if (spec.pa !== undefined) return 'pa is only valid for pfnmap and mixedmap';
+      if (spec.hostMapping !== undefined) return 'hostMapping is only valid for pfnmap and mixedmap';
+    }
+    if (spec.uffdMissing === true) flags |= VM_UFFD_MISSING;
+    // PROT_MTE: VM_MTE and a tagged vm_page_prot go together.
+    if (spec.memType === MT_NORMAL_TAGGED) flags |= VM_MTE;
+    const vma: Vma = {
+      id: this.nextVmaId++,
+      name: spec.name,
+      start: spec.start,
+      end,
+      vmFlags: flags,
+      memType: spec.memType ?? MT_NORMAL,
+      pgoff,
+      backing: spec.backing,
+      hugeShift,
+      hostMapping: spec.hostMapping ?? 'page',
+    };
+    this.vmas = vmaSetInsert(this.vmas, vma);
+    return vma;
+  }
+
+  /** Models vma_lookup(mm, hva) on the current generation. */
+  vmaLookup(hva: number): Vma | undefined {
+    return vmaLookup(this.vmas, hva);
+  }
+
+  /**
+   * The walk inside get_user_mapping_size(): the size of the host leaf that
+   * maps hva (PAGE, PMD or PUD size; a contiguous-hint entry reports its
+   * level's size), or 0 when there is no valid leaf (KVM then returns
+   * -EAGAIN). pfnmap/mixedmap entries count as present unless zapped.
+   */
+  hostLeafSize(hva: number): number {
+    const vma = vmaLookup(this.vmas, hva);
+    if (vma === undefined) return 0;
+    const l = this.walk(vma, hva);
+    return (l.flags & HPTE_PRESENT) !== 0 ? 2 ** l.shift : 0;
+  }
+
+  /**
+   * Models __kvm_faultin_pfn() → hva_to_pfn(): GUP (fast, then slow with the
+   * host fault handlers) or, for VM_PFNMAP/VM_IO, follow_pfnmap with
+   * fixup_user_fault(). Fills `out`:
+   * - the pfn backing hva, `writable` if the host entry is writable (a read
+   *   fault gets writable opportunistically), `page` if a refcounted page is held;
+   * - an anon read of a never-touched page maps the zero page read-only (THP:
+   *   the huge zero page); a write allocates, and replacing a zero-page or
+   *   private-file mapping first runs the MMU-notifier invalidation;
+   * - userfaultfd missing: one event, answered by populating the page (UFFDIO_COPY);
+   * - hwpoison: err KVM_PFN_ERR_HWPOISON (vmaShift set for the SIGBUS lsb);
+   * - no VMA, protection denies, or no memory: err KVM_PFN_ERR_FAULT.
+   * A read-only memslot is the caller's business (it passes writeFault=false
+   * and ignores `writable`).
+   */
+  faultinPfn(hva: number, writeFault: boolean, out: FaultinResult): void {
+    out.pfn = -1;
+    out.writable = false;
+    out.page = false;
+    out.err = KVM_PFN_ERR_FAULT;
+    out.vmaShift = this.granule.pageShift;
+    const vma = vmaLookup(this.vmas, hva);
+    if (vma === undefined) return;
+    if (vma.backing === 'hugetlb') out.vmaShift = vma.hugeShift;
+    const need = writeFault ? VM_WRITE : VM_READ;
+    if ((vma.vmFlags & need) === 0) return;
+
+    let l = this.walk(vma, hva);
+    if ((l.flags & HPTE_PRESENT) === 0) {
+      if (!this.populate(vma, hva, writeFault)) return;
+      l = this.walk(vma, hva);
+    }
+    if (writeFault && (l.flags & HPTE_WRITE) === 0) {
+      if (!this.wpFault(vma, hva)) return;
+      l = this.walk(vma, hva);
+    }
+    if ((l.flags & HPTE_PRESENT) === 0) return;
+    const pfn = l.pfn + shr(hva - l.base, this.granule.pageShift);
+    let page = (l.flags & HPTE_SPECIAL) === 0;
+    if (vma.backing === 'pfnmap' || vma.backing === 'mixedmap') {
+      // hva_to_pfn_remapped() never takes a page reference; GUP succeeds on
+      // a MIXEDMAP entry only when it has a normal struct page (RAM).
+      page = vma.backing === 'mixedmap' && (l.flags & HPTE_SPECIAL) === 0;
+    }
+    if (page && this.phys.pageHwPoison(pfn)) {
+      out.err = KVM_PFN_ERR_HWPOISON;
+      return;
+    }
+    out.pfn = pfn;
+    out.writable = (l.flags & HPTE_WRITE) !== 0;
+    out.page = page;
+    out.err = FAULTIN_OK;
+    if (page) this.pagesHeld++;
+  }
+
+  /**
+   * Models kvm_release_faultin_page(kvm, page, unused, dirty): drops the
+   * reference faultinPfn() took (when `out.page`), marking the page dirty if
+   * `dirty && !unused`. Does nothing for a result without a page.
+   */
+  releaseFaultinPage(out: FaultinResult, unused: boolean, dirty: boolean): void {
+    if (!out.page) return;
+    out.page = false;
+    this.pagesHeld--;
+    if (dirty && !unused) this.phys.setPageDirty(out.pfn);
+  }
+
+  /**
+   * Models MADV_DONTNEED / a hole punch over [vma.start+offset, +size) (clipped
+   * to the VMA; hugetlb rounded out to the hstate size): MMU-notifier
+   * invalidation around zapping the host entries. Folios fully covered are
+   * freed (no longer populated); pfnmap/mixedmap entries become zapped and
+   * come back only through a fault. Returns the hva range actually zapped as
+   * [start, end] in `outRange` (optional).
+   */
+  hostUnmap(vma: Vma, offset: number, size: number, outRange?: { start: number; end: number }): void {
+    let start = vma.start + offset;
+    let end = Math.min(start + size, vma.end);
+    if (vma.backing === 'hugetlb') {
+      const hp = 2 ** vma.hugeShift;
+      start = alignDown(start, hp);
+      end = Math.ceil(end / hp) * hp;
+    } else {
+      start = alignDown(start, this.granule.pageSize);
+      end = Math.ceil(end / this.granule.pageSize) * this.granule.pageSize;
+    }
+    if (outRange !== undefined) {
+      outRange.start = start;
+      outRange.end = end;
+    }
+    if (start >= end) return;
+    this.notifier.invalidateRangeStart(start, end);
+    this.zapRange(vma, start, end);
+    this.notifier.invalidateRangeEnd(start, end);
+  }
+
+  /**
+   * Models mprotect() of the whole VMA to `prot` (VM_READ|VM_WRITE|VM_EXEC bits):
+   * a new VMA generation with the new flags, and change_protection()'s
+   * MMU-notifier invalidation over the VMA. Removing write makes every host
+   * entry read-only; adding it makes exclusively owned pages and shared
+   * mappings writable (zero pages and private file pages stay read-only).
+   * Returns the updated Vma.
+   */
+  hostProtect(vmaArg: Vma, prot: number): Vma {
+    // Work from the current generation even if the caller holds an older one.
+    const vma = vmaLookup(this.vmas, vmaArg.start) ?? vmaArg;
+    const mask = VM_READ | VM_WRITE | VM_EXEC;
+    const flags = (vma.vmFlags & ~mask) | (prot & mask);
+    this.notifier.invalidateRangeStart(vma.start, vma.end);
+    const shared = (flags & VM_SHARED) !== 0;
+    const writable = (flags & VM_WRITE) !== 0;
+    this.pt.forEach(vma.start, vma.end, (level, base, _pfn, f) => {
+      if ((f & HPTE_PRESENT) === 0) return;
+      if (!writable) {
+        this.pt.updateFlags(level, base, 0, ~HPTE_WRITE);
+      } else if ((f & (HPTE_ZERO | HPTE_FILE)) === 0 && ((f & HPTE_SPECIAL) === 0 || shared)) {
+        // Raw-pfn entries follow the driver rule (shared and writable); owned pages are exclusive.
+        this.pt.updateFlags(level, base, HPTE_WRITE, 0xffff);
+      }
+    });
+    this.vmas = vmaSetUpdateFlags(this.vmas, vma.id, flags);
+    this.notifier.invalidateRangeEnd(vma.start, vma.end);
+    return vmaLookup(this.vmas, vma.start) as Vma;
+  }
+
+  /**
+   * Models the aging path (folio_referenced → mmu_notifier_clear_young) over
+   * hvas [start, end). Host young bits are not modelled; this forwards to the
+   * notifier. Returns true if the subscriber saw a young stage-2 entry.
+   */
+  clearYoung(start: number, end: number): boolean {
+    return this.notifier.clearYoung(start, end);
+  }
+
+  /**
+   * Test/scenario hook: fault in the page at hva (as a write if the VMA is
+   * writable, else a read), then mark its pfn hardware-poisoned. Returns the
+   * pfn, or -1 if it could not be populated.
+   */
+  poisonHva(hva: number): number {
+    const vma = vmaLookup(this.vmas, hva);
+    if (vma === undefined) return -1;
+    const r = newFaultinResult();
+    this.faultinPfn(hva, (vma.vmFlags & VM_WRITE) !== 0, r);
+    if (r.err !== FAULTIN_OK) return -1;
+    this.releaseFaultinPage(r, true, false);
+    this.phys.setHwPoison(r.pfn, true);
+    return r.pfn;
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  /** Walks the host table; synthesises the driver's entry for an untouched pfnmap/mixedmap. */
+  private walk(vma: Vma, hva: number): HostLeaf {
+    const l = this.leaf;
+    this.pt.lookup(hva, l);
+    if (l.flags === 0 && (vma.backing === 'pfnmap' || vma.backing === 'mixedmap')) {
+      this.installPfnEntry(vma, hva, l.level);
+      this.pt.lookup(hva, l);
+    }
+    return l;
+  }
+
+  /**
+   * A pfnmap/mixedmap driver's (huge_)fault: install the largest entry the
+   * hostMapping allows at hva, no larger than `maxLevel` (where the walk met
+   * an empty entry), congruent with the physical address and inside the VMA.
+   * Writable exactly when the VMA is shared and writable.
+   */
+  private installPfnEntry(vma: Vma, hva: number, maxLevel: number): void {
+    const g = this.granule;
+    const level = this.choosePfnLevel(vma, hva, maxLevel);
+    const size = 2 ** this.pt.shifts[level];
+    const base = alignDown(hva, size);
+    const pfn = vma.pgoff + shr(base - vma.start, g.pageShift);
+    let flags = HPTE_PRESENT;
+    if ((vma.vmFlags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE)) flags |= HPTE_WRITE;
+    if (vma.backing === 'pfnmap' || !this.phys.pfnIsMapMemory(pfn)) flags |= HPTE_SPECIAL;
+    this.pt.set(level, base, pfn, flags);
+  }
+
+  /** The largest pfnmap entry level allowed at hva: hostMapping, maxLevel, congruence and VMA bounds. */
+  private choosePfnLevel(vma: Vma, hva: number, maxLevel: number): number {
+    const g = this.granule;
+    const want = vma.hostMapping === 'pud' ? HOST_LEVEL_PUD : vma.hostMapping === 'pmd' ? HOST_LEVEL_PMD : 0;
+    const pa = (vma.pgoff + shr(hva - vma.start, g.pageShift)) * g.pageSize + (hva % g.pageSize);
+    let level = Math.min(want, maxLevel);
+    for (; level > HOST_LEVEL_PTE; level--) {
+      const size = 2 ** this.pt.shifts[level];
+      const base = alignDown(hva, size);
+      if (hva % size === pa % size && base >= vma.start && base + size <= vma.end) break;
+    }
+    return level;
+  }
+
+  /** Handles a not-present entry (do_anonymous_page, do_huge_pmd_anonymous_page, hugetlb_no_page, shmem_fault, driver faults). */
+  private populate(vma: Vma, hva: number, write: boolean): boolean {
+    const g = this.granule;
+    const l = this.leaf;
+    const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
+    const shared = (vma.vmFlags & VM_SHARED) !== 0;
+    switch (vma.backing) {
+      case 'pfnmap':
+      case 'mixedmap': {
+        // Zapped: the driver's fault handler refills it (vfio-style). Narrow
+        // a large zapped marker first so the rest of its range stays zapped.
+        const level = this.choosePfnLevel(vma, hva, l.level);
+        while (l.level > level) {
+          const base = l.base;
+          const from = l.level;
+          const sub = 2 ** this.pt.shifts[from - 1];
+          this.pt.clear(from, base);
+          for (let i = 0; i < 2 ** g.tableBits; i++) this.pt.set(from - 1, base + i * sub, 0, HPTE_ZAPPED);
+          this.pt.lookup(hva, l);
+        }
+        this.pt.clear(l.level, l.base);
+        this.installPfnEntry(vma, hva, level);
+        return true;
+      }
+      case 'hugetlb':
+        return this.populateHugetlb(vma, hva, write);
+      default:
+        break;
+    }
+    if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) {
+      // handle_userfault(): the VMM resolves it with UFFDIO_COPY of one base page.
+      this.stats.uffdEvents++;
+      return this.installNewPage(vma, hva, canWrite ? HPTE_WRITE : 0);
+    }
+    if (vma.backing === 'shmem') {
+      if (shared) return this.installNewPage(vma, hva, canWrite ? HPTE_WRITE : 0);
+      // Private file mapping: a read maps the file page read-only; a write
+      // (do_cow_fault) maps a private copy.
+      return this.installNewPage(vma, hva, write ? HPTE_WRITE : HPTE_FILE);
+    }
+    if (vma.backing === 'thp' && l.level >= HOST_LEVEL_PMD) {
+      const size = 2 ** g.pmdShift;
+      const base = alignDown(hva, size);
+      if (base >= vma.start && base + size <= vma.end) {
+        if (write) {
+          const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
+          if (pfn >= 0) {
+            this.stats.faultAllocs++;
+            if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 2 ** (g.pmdShift - g.pageShift));
+            this.pt.set(HOST_LEVEL_PMD, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+            return true;
+          }
+        } else {
+          const z = this.phys.hugeZeroPfn();
+          if (z >= 0) {
+            this.pt.set(HOST_LEVEL_PMD, base, z, HPTE_PRESENT | HPTE_ZERO);
+            return true;
+          }
+        }
+        // Allocation failed: fall back to base pages, as the kernel does.
+      }
+    }
+    if (write) return this.installNewPage(vma, hva, HPTE_WRITE);
+    const z = this.phys.zeroPfn;
+    if (z < 0) return false;
+    this.pt.set(HOST_LEVEL_PTE, alignDown(hva, g.pageSize), z, HPTE_PRESENT | HPTE_ZERO);
+    return true;
+  }
+
+  private installNewPage(vma: Vma, hva: number, extra: number): boolean {
+    const pfn = this.phys.allocFolio(0, false);
+    if (pfn < 0) return false;
+    this.stats.faultAllocs++;
+    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 1);
+    this.pt.set(
+      HOST_LEVEL_PTE,
+      alignDown(hva, this.granule.pageSize),
+      pfn,
+      HPTE_PRESENT | HPTE_OWNED | extra,
+    );
+    return true;
+  }
+
+  /** hugetlb_no_page(): allocate a folio of the hstate size and map it at its level (cont entries for cont sizes). */
+  private populateHugetlb(vma: Vma, hva: number, write: boolean): boolean {
+    const g = this.granule;
+    if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) this.stats.uffdEvents++;
+    const size = 2 ** vma.hugeShift;
+    const base = alignDown(hva, size);
+    const pfn = this.phys.allocFolio(vma.hugeShift - g.pageShift, true);
+    if (pfn < 0) return false;
+    this.stats.faultAllocs++;
+    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 2 ** (vma.hugeShift - g.pageShift));
+    const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
+    const shared = (vma.vmFlags & VM_SHARED) !== 0;
+    const uffd = (vma.vmFlags & VM_UFFD_MISSING) !== 0;
+    const flags = HPTE_PRESENT | HPTE_OWNED | (canWrite && (shared || write || uffd) ? HPTE_WRITE : 0);
+    this.setHugetlbEntries(vma.hugeShift, base, pfn, flags);
+    return true;
+  }
+
+  private setHugetlbEntries(hugeShift: number, base: number, pfn: number, flags: number): void {
+    const g = this.granule;
+    const level =
+      hugeShift >= g.pudShift ? HOST_LEVEL_PUD : hugeShift >= g.pmdShift ? HOST_LEVEL_PMD : HOST_LEVEL_PTE;
+    const entryShift = this.pt.shifts[level];
+    const n = 2 ** (hugeShift - entryShift);
+    const cont = n > 1 ? HPTE_CONT : 0;
+    for (let i = 0; i < n; i++) {
+      this.pt.set(level, base + i * 2 ** entryShift, pfn + i * 2 ** (entryShift - g.pageShift), flags | cont);
+    }
+  }
+
+  /**
+   * A write to a present read-only entry (do_wp_page / do_huge_pmd_wp_page /
+   * hugetlb_wp): copy-on-write with MMU-notifier invalidation when the page
+   * must be replaced, or reuse (just make it writable) when it is exclusively
+   * owned. The caller has checked VM_WRITE.
+   */
+  private wpFault(vma: Vma, hva: number): boolean {
+    const g = this.granule;
+    const l = this.leaf;
+    const f = l.flags;
+    if ((f & HPTE_ZERO) !== 0 && l.level === HOST_LEVEL_PMD) {
+      const base = l.base;
+      const size = 2 ** g.pmdShift;
+      if (this.hugeZeroWrite === 'pmd-folio') {
+        this.notifier.invalidateRangeStart(base, base + size);
+        const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
+        if (pfn >= 0) {
+          this.stats.faultAllocs++;
+          this.stats.cowBreaks++;
+          if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 2 ** (g.pmdShift - g.pageShift));
+          this.pt.set(HOST_LEVEL_PMD, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+        }
+        this.notifier.invalidateRangeEnd(base, base + size);
+        if (pfn >= 0) return true;
+      }
+      // do_huge_pmd_wp_page(): huge zero → __split_huge_pmd() into 4K zero PTEs, then a PTE fault.
+      this.splitLeaf(HOST_LEVEL_PMD, base);
+      this.pt.lookup(hva, l);
+    }
+    if ((l.flags & HPTE_SPECIAL) !== 0 && l.level > HOST_LEVEL_PTE) {
+      // COW of a huge raw-pfn entry: split it down to pages first.
+      while (l.level > HOST_LEVEL_PTE) {
+        this.splitLeaf(l.level, l.base);
+        this.pt.lookup(hva, l);
+      }
+    }
+    const lf = l.flags;
+    const needsCopy =
+      (lf & (HPTE_ZERO | HPTE_FILE)) !== 0 || ((lf & HPTE_SPECIAL) !== 0 && (vma.vmFlags & VM_SHARED) === 0);
+    if (needsCopy) {
+      // wp_page_copy(): invalidate, allocate a private copy, install it writable.
+      const base = l.base;
+      const end = base + g.pageSize;
+      this.notifier.invalidateRangeStart(base, end);
+      const pfn = this.phys.allocFolio(0, false);
+      if (pfn >= 0) {
+        this.stats.faultAllocs++;
+        this.stats.cowBreaks++;
+        if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 1);
+        this.pt.set(HOST_LEVEL_PTE, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+      }
+      this.notifier.invalidateRangeEnd(base, end);
+      return pfn >= 0;
+    }
+    if ((lf & HPTE_SPECIAL) !== 0) return false; // shared raw pfn that the driver mapped read-only
+    // Exclusively owned page (anon, hugetlb, shmem): reuse, make writable.
+    if ((lf & HPTE_CONT) !== 0 && vma.backing === 'hugetlb') {
+      const size = 2 ** vma.hugeShift;
+      const base = alignDown(hva, size);
+      const head = this.phys.folioHead(l.pfn);
+      this.setHugetlbEntries(vma.hugeShift, base, head, (lf | HPTE_WRITE) & ~HPTE_CONT);
+    } else {
+      this.pt.updateFlags(l.level, l.base, HPTE_WRITE, 0xffff);
+    }
+    return true;
+  }
+
+  /**
+   * Splits the leaf at (level, base) into a table of next-level leaves mapping
+   * the same pfns (__split_huge_pmd/pud), with the notifier invalidation over
+   * the leaf's range that the kernel issues.
+   */
+  private splitLeaf(level: number, base: number): void {
+    const g = this.granule;
+    const l = newHostLeafScratch;
+    this.pt.lookup(base, l);
+    if (l.level !== level || (l.flags & HPTE_PRESENT) === 0) return;
+    const size = 2 ** this.pt.shifts[level];
+    this.notifier.invalidateRangeStart(base, base + size);
+    const sub = this.pt.shifts[level - 1];
+    const n = 2 ** g.tableBits;
+    const pfn0 = l.pfn;
+    const flags = l.flags & ~HPTE_CONT;
+    this.pt.clear(level, base);
+    // A split huge zero PMD maps the 4K zero page in every PTE (__split_huge_zero_page_pmd).
+    const zero = (flags & HPTE_ZERO) !== 0 && level - 1 === HOST_LEVEL_PTE;
+    const step = zero ? 0 : 2 ** (sub - g.pageShift);
+    const first = zero ? this.phys.zeroPfn : pfn0;
+    for (let i = 0; i < n; i++) this.pt.set(level - 1, base + i * 2 ** sub, first + i * step, flags);
+    this.stats.splits++;
+    this.notifier.invalidateRangeEnd(base, base + size);
+  }
+
+  /** Zaps [start, end) of a VMA (zap_page_range_single / hugetlb hole punch). */
+  private zapRange(vma: Vma, start: number, end: number): void {
+    const isPfn = vma.backing === 'pfnmap' || vma.backing === 'mixedmap';
+    // Split huge leaves that straddle the boundaries (partial THP or huge pfnmap unmap).
+    for (const edge of [start, end]) {
+      for (;;) {
+        const l = newHostLeafScratch;
+        if (edge >= vma.end || edge <= vma.start) break;
+        this.pt.lookup(edge, l);
+        if ((l.flags & HPTE_PRESENT) === 0 || l.level === HOST_LEVEL_PTE || l.base === edge) break;
+        if ((l.flags & HPTE_CONT) !== 0) break; // hugetlb: range already rounded to the hstate
+        this.splitLeaf(l.level, l.base);
+      }
+    }
+    this.pt.forEach(start, end, (level, base, pfn, f) => {
+      if ((f & HPTE_OWNED) !== 0) {
+        const head = this.phys.folioHead(pfn);
+        const folioSize = 2 ** (this.phys.folioOrder(pfn) + this.granule.pageShift);
+        const headHva = base - (pfn - head) * this.granule.pageSize;
+        if (head === pfn && headHva >= start && headHva + folioSize <= end) this.phys.freeFolio(head);
+      }
+      this.pt.clear(level, base);
+    });
+    if (isPfn) {
+      // Mark the whole range zapped, with the largest aligned markers.
+      let a = start;
+      while (a < end) {
+        let level = HOST_LEVEL_PUD;
+        while (level > HOST_LEVEL_PTE) {
+          const size = 2 ** this.pt.shifts[level];
+          if (a % size === 0 && a + size <= end) break;
+          level--;
+        }
+        this.pt.set(level, a, 0, HPTE_ZAPPED);
+        a += 2 ** this.pt.shifts[level];
+      }
+    }
+  }
+}
+
+const newHostLeafScratch: HostLeaf = newHostLeaf();

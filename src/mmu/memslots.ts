@@ -1,0 +1,242 @@
+/**
+ * KVM memslots: guest-physical ranges backed by host virtual ranges, held in
+ * immutable generations produced with immer, as KVM swaps whole memslot
+ * arrays under SRCU. The fault path reads `current` and never mutates it.
+ *
+ * A slot's dirty bitmap is the one mutable part: a typed array referenced by
+ * the slot (immer leaves typed arrays alone), exactly as KVM's slot points at
+ * a bitmap it updates in place. Bitmap operations are in dirty.ts.
+ */
+import { produce } from 'immer';
+
+/** KVM_MEM_LOG_DIRTY_PAGES. */
+export const KVM_MEM_LOG_DIRTY_PAGES = 1;
+/** KVM_MEM_READONLY. */
+export const KVM_MEM_READONLY = 2;
+
+/** kvm_is_error_hva() is true for this value (KVM_HVA_ERR_BAD). */
+export const KVM_HVA_ERR_BAD = -1;
+
+/** errno values this module returns (negated). */
+const EINVAL = 22;
+const EEXIST = 17;
+
+/** One memslot (struct kvm_memory_slot). */
+export interface Memslot {
+  /** Slot id (the low 16 bits of the ioctl's slot field). */
+  readonly id: number;
+  /** First guest frame number. */
+  readonly baseGfn: number;
+  /** Number of pages. */
+  readonly npages: number;
+  /** Host virtual address of the first page. */
+  readonly userspaceAddr: number;
+  /** KVM_MEM_* flags. */
+  readonly flags: number;
+  /** One bit per page (bit i of word i>>5 for gfn baseGfn+i), or null when not logging. */
+  readonly dirtyBitmap: Uint32Array | null;
+}
+
+/** One immutable generation of the memslot set, sorted by baseGfn. */
+export interface MemslotSet {
+  /** Generation number, incremented by every change (KVM increments by 2 with an in-progress bit). */
+  readonly generation: number;
+  /** Slots sorted by baseGfn, non-overlapping. */
+  readonly slots: readonly Memslot[];
+}
+
+/** What install() takes: a slot without its bitmap (created from the flags). */
+export interface MemslotSpec {
+  readonly id: number;
+  readonly baseGfn: number;
+  readonly npages: number;
+  readonly userspaceAddr: number;
+  readonly flags: number;
+}
+
+/** Allocates a zeroed dirty bitmap for npages (kvm_alloc_dirty_bitmap). */
+export function allocDirtyBitmap(npages: number): Uint32Array {
+  return new Uint32Array(Math.ceil(npages / 32));
+}
+
+/**
+ * The sequence of memslot generations of one VM. Each change produces a new
+ * MemslotSet; earlier generations stay valid and unchanged (readers holding
+ * one, like an SRCU reader, keep seeing it).
+ */
+export class MemslotGenerations {
+  /** The current generation. */
+  current: MemslotSet = { generation: 0, slots: [] };
+
+  /**
+   * Installs a new slot (KVM_MR_CREATE). A bitmap is allocated if the flags
+   * ask for dirty logging. Returns 0, -EEXIST (id in use or gfn overlap) or
+   * -EINVAL (empty slot, unknown flags).
+   */
+  install(spec: MemslotSpec): number {
+    if (spec.npages <= 0 || (spec.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) !== 0)
+      return -EINVAL;
+    const end = spec.baseGfn + spec.npages;
+    for (const s of this.current.slots) {
+      if (s.id === spec.id) return -EEXIST;
+      if (spec.baseGfn < s.baseGfn + s.npages && s.baseGfn < end) return -EEXIST;
+    }
+    const slot: Memslot = {
+      ...spec,
+      dirtyBitmap: (spec.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0 ? allocDirtyBitmap(spec.npages) : null,
+    };
+    this.current = produce(this.current, (d) => {
+      let i = 0;
+      while (i < d.slots.length && d.slots[i].baseGfn < slot.baseGfn) i++;
+      d.slots.splice(i, 0, slot);
+      d.generation++;
+    });
+    return 0;
+  }
+
+  /** Deletes slot `id` (KVM_MR_DELETE). Returns 0 or -EINVAL if there is no such slot. */
+  delete(id: number): number {
+    const i = this.current.slots.findIndex((s) => s.id === id);
+    if (i < 0) return -EINVAL;
+    this.current = produce(this.current, (d) => {
+      d.slots.splice(i, 1);
+      d.generation++;
+    });
+    return 0;
+  }
+
+  /**
+   * Changes only the flags of slot `id` (KVM_MR_FLAGS_ONLY). Enabling dirty
+   * logging allocates a fresh bitmap; disabling it drops the bitmap.
+   * Returns 0 or -EINVAL (no such slot, unknown flags, READONLY changed).
+   */
+  updateFlags(id: number, flags: number): number {
+    const i = this.current.slots.findIndex((s) => s.id === id);
+    if (i < 0 || (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) !== 0) return -EINVAL;
+    const old = this.current.slots[i];
+    // KVM refuses to toggle READONLY on an existing slot.
+    if (((old.flags ^ flags) & KVM_MEM_READONLY) !== 0) return -EINVAL;
+    const logging = (flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
+    const bitmap = logging ? (old.dirtyBitmap ?? allocDirtyBitmap(old.npages)) : null;
+    this.current = produce(this.current, (d) => {
+      d.slots[i].flags = flags;
+      d.slots[i].dirtyBitmap = bitmap;
+      d.generation++;
+    });
+    return 0;
+  }
+
+  /** Returns the slot with this id in the current generation, or undefined. */
+  byId(id: number): Memslot | undefined {
+    return this.current.slots.find((s) => s.id === id);
+  }
+}
+
+/**
+ * Models gfn_to_memslot() / search_memslots(): the slot containing gfn in
+ * `set`, or undefined. Binary search; allocates nothing.
+ */
+export function gfnToMemslot(set: MemslotSet, gfn: number): Memslot | undefined {
+  const v = set.slots;
+  let lo = 0;
+  let hi = v.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const s = v[mid];
+    if (gfn < s.baseGfn) hi = mid - 1;
+    else if (gfn >= s.baseGfn + s.npages) lo = mid + 1;
+    else return s;
+  }
+  return undefined;
+}
+
+/** A reusable out-parameter for gfnToHvaMemslotProt(). */
+export interface HvaProt {
+  writable: boolean;
+}
+
+/**
+ * Models gfn_to_hva_memslot_prot(slot, gfn, &writable): the hva of gfn in
+ * the slot, or KVM_HVA_ERR_BAD when there is no slot or the gfn is outside
+ * it. `out.writable` is false for a KVM_MEM_READONLY slot.
+ * `pageShift` is PAGE_SHIFT.
+ */
+export function gfnToHvaMemslotProt(
+  slot: Memslot | undefined,
+  gfn: number,
+  pageShift: number,
+  out: HvaProt,
+): number {
+  out.writable = false;
+  if (slot === undefined || gfn < slot.baseGfn || gfn >= slot.baseGfn + slot.npages) return KVM_HVA_ERR_BAD;
+  out.writable = (slot.flags & KVM_MEM_READONLY) === 0;
+  return slot.userspaceAddr + (gfn - slot.baseGfn) * 2 ** pageShift;
+}
+
+/** Models kvm_is_error_hva(): true for KVM_HVA_ERR_BAD. */
+export function kvmIsErrorHva(hva: number): boolean {
+  return hva < 0;
+}
+
+/**
+ * Models memslot_is_logging(): the slot has a dirty bitmap and is not
+ * read-only.
+ */
+export function memslotIsLogging(slot: Memslot): boolean {
+  return slot.dirtyBitmap !== null && (slot.flags & KVM_MEM_READONLY) === 0;
+}
+
+/**
+ * Models kvm_handle_hva_range()'s slot walk: for every slot whose host range
+ * intersects hvas [hvaStart, hvaEnd), calls fn(slot, gfnStart, gfnEnd) with
+ * the intersecting gfn range [gfnStart, gfnEnd) (hva_to_gfn_memslot rounding
+ * the end up). Allocates nothing beyond the callback. Returns the number of
+ * slots visited.
+ */
+export function forEachHvaRangeGfns(
+  set: MemslotSet,
+  hvaStart: number,
+  hvaEnd: number,
+  pageShift: number,
+  fn: (slot: Memslot, gfnStart: number, gfnEnd: number) => void,
+): number {
+  const ps = 2 ** pageShift;
+  let n = 0;
+  for (const s of set.slots) {
+    const sStart = s.userspaceAddr;
+    const sEnd = sStart + s.npages * ps;
+    const a = Math.max(hvaStart, sStart);
+    const b = Math.min(hvaEnd, sEnd);
+    if (a >= b) continue;
+    const gfnStart = s.baseGfn + Math.floor((a - sStart) / ps);
+    const gfnEnd = s.baseGfn + Math.ceil((b - sStart) / ps);
+    fn(s, gfnStart, gfnEnd);
+    n++;
+  }
+  return n;
+}
+
+/**
+ * Models fault_supports_stage2_huge_mapping(memslot, hva, map_size) (mmu.c):
+ * a block of `size` can map hva only if the IPA and hva have the same offset
+ * within a block and the size-aligned block around hva lies inside the slot's
+ * host range. `pageSize` is PAGE_SIZE; `protectedKvm` applies the pKVM rule
+ * (only PMD blocks), with `pmdSize` = PMD_SIZE.
+ */
+export function faultSupportsStage2HugeMapping(
+  slot: Memslot,
+  hva: number,
+  size: number,
+  pageSize: number,
+  pmdSize: number,
+  protectedKvm = false,
+): boolean {
+  if (size === pageSize) return true;
+  if (protectedKvm && size !== pmdSize) return false;
+  const gpaStart = slot.baseGfn * pageSize;
+  const uaddrStart = slot.userspaceAddr;
+  const uaddrEnd = uaddrStart + slot.npages * pageSize;
+  if (gpaStart % size !== uaddrStart % size) return false;
+  const lo = hva - (hva % size);
+  return lo >= uaddrStart && lo + size <= uaddrEnd;
+}

@@ -1,0 +1,1195 @@
+/**
+ * Scenario validation (scenario-format.md): from the JSON value of a scenario file to a Scenario
+ * with every default applied.
+ *
+ * All checking happens here, before anything runs. The checker never stops at the first problem:
+ * it collects every issue with its key path (`vmas[2].backing`) and throws one ScenarioError.
+ * The rule for what is rejected here and what is left to the run: what the file itself gets
+ * wrong (types, enum values, alignment, overlaps, references to names that do not exist, and the
+ * checks KVM's generic kvm_set_memory_region() would make) is rejected here; what the modelled
+ * arm64 code decides (kvm_arch_prepare_memory_region() refusals, fault outcomes) is an output of
+ * the run, so a file that provokes it is valid.
+ */
+
+import {
+  ACCESS_KINDS,
+  BACKINGS,
+  CPU_FEATURES,
+  CPU_PROFILES,
+  DIRTY_LOG_OPS,
+  GRANULE_BYTES,
+  GRANULES,
+  GUEST_APS,
+  GUEST_VA_LIMIT,
+  HOST_MAPPINGS,
+  HUGETLB_SIZES,
+  KERNELS,
+  MAX_SLOT_ID,
+  MEM_TYPES,
+  MEMSLOT_FLAG_NAMES,
+  MIN_IPA_BITS,
+  PA_BITS,
+  PHYS_TYPES,
+  PROTS,
+  STEP_KINDS,
+  TOUCH_ORDERS,
+  USER_VA_LIMIT,
+  VMA_FLAG_NAMES,
+} from './types.js';
+import type {
+  AccessKind,
+  AddressSpace,
+  Backing,
+  CpuFeatures,
+  Granule,
+  GuestConfig,
+  GuestMapping,
+  GuestStage1,
+  Memslot,
+  PhysicalRegion,
+  Prot,
+  Scenario,
+  ScenarioCpu,
+  Step,
+  Vma,
+  VmaFlags,
+  VmConfig,
+} from './types.js';
+import { tryParseValue, VALUE_LIMIT } from './values.js';
+import { indexPath, keyPath, M, parentPath, ScenarioError } from './errors.js';
+import type { ScenarioIssue } from './errors.js';
+
+/**
+ * Validate and normalise a scenario given as a JSON value (the result of JSON.parse, or an
+ * object built in code with the same shape as the file).
+ *
+ * Returns the Scenario; throws a ScenarioError listing every problem found.
+ */
+export function parseScenario(input: unknown): Scenario {
+  const { scenario, issues } = check(input);
+  if (issues.length > 0 || scenario === undefined) throw new ScenarioError(issues);
+  return scenario;
+}
+
+/**
+ * Parse the text of a scenario file. A JSON syntax error becomes a ScenarioError with the line and
+ * column of the fault; validation issues carry the line and column of the key they name, and
+ * a key given twice in one object (which JSON.parse would silently resolve) is an issue too.
+ *
+ * Returns the Scenario; throws a ScenarioError listing every problem found, in file order.
+ */
+export function parseScenarioText(text: string): Scenario {
+  const source = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  let input: unknown;
+  try {
+    input = JSON.parse(source);
+  } catch (e) {
+    const scan = scanJson(source);
+    if (scan.ok) throw new ScenarioError([{ path: '', message: M.jsonSyntax((e as Error).message) }]);
+    throw new ScenarioError([
+      { path: '', message: M.jsonSyntax(scan.message), ...lineColumn(source, scan.offset) },
+    ]);
+  }
+  const scan = scanJson(source);
+  const { scenario, issues } = check(input);
+  const all: ScenarioIssue[] = [];
+  if (scan.ok) {
+    for (const d of scan.duplicates)
+      all.push({ path: d.path, message: M.duplicateKey, ...lineColumn(source, d.offset) });
+    for (const issue of issues) {
+      const offset = findOffset(scan.positions, issue.path);
+      all.push(offset === undefined ? issue : { ...issue, ...lineColumn(source, offset) });
+    }
+    // Stable sort into file order; issues about the whole file (no position) stay first.
+    all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  } else {
+    all.push(...issues);
+  }
+  if (all.length > 0 || scenario === undefined) throw new ScenarioError(all);
+  return scenario;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primitive readers. Each returns undefined exactly when it has reported an issue, or when the
+// value is absent because it is a required key that Checker.object() already reported missing.
+
+type Obj = Readonly<Record<string, unknown>>;
+
+/** A record whose fields may still be undefined while its parts are checked. */
+type Maybe<T> = { -readonly [K in keyof T]: T[K] | undefined };
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function get(obj: Obj, key: string): unknown {
+  return Object.hasOwn(obj, key) ? obj[key] : undefined;
+}
+
+/** Returns `o` once none of its fields is undefined, else undefined (an issue was reported). */
+function complete<T extends object>(o: Maybe<T>): T | undefined {
+  return Object.values(o).some((x) => x === undefined) ? undefined : (o as T);
+}
+
+function includes<T>(options: readonly T[], v: unknown): v is T {
+  return (options as readonly unknown[]).includes(v);
+}
+
+interface Shape {
+  readonly required: readonly string[];
+  readonly optional?: readonly string[];
+}
+
+class Checker {
+  readonly issues: ScenarioIssue[] = [];
+
+  report(path: string, message: string): void {
+    this.issues.push({ path, message });
+  }
+
+  object(v: unknown, path: string, shape: Shape, notObject: string = M.expectedObject): Obj | undefined {
+    if (v === undefined) return undefined;
+    if (!isObject(v)) {
+      this.report(path, notObject);
+      return undefined;
+    }
+    const allowed = [...shape.required, ...(shape.optional ?? [])];
+    for (const key of Object.keys(v)) {
+      if (!allowed.includes(key)) this.report(keyPath(path, key), M.unknownKey(key, allowed));
+    }
+    for (const key of shape.required) {
+      if (!Object.hasOwn(v, key)) this.report(keyPath(path, key), M.missingKey);
+    }
+    return v;
+  }
+
+  array(v: unknown, path: string): readonly unknown[] | undefined {
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) {
+      this.report(path, M.expectedArray);
+      return undefined;
+    }
+    return v;
+  }
+
+  oneOf<T extends string | number>(v: unknown, path: string, options: readonly T[]): T | undefined {
+    if (v === undefined) return undefined;
+    if (includes(options, v)) return v;
+    this.report(path, M.oneOf(options));
+    return undefined;
+  }
+
+  bool(v: unknown, path: string): boolean | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v === 'boolean') return v;
+    this.report(path, M.expectedBoolean);
+    return undefined;
+  }
+
+  string(v: unknown, path: string): string | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v === 'string' && v.length > 0) return v;
+    this.report(path, M.expectedName);
+    return undefined;
+  }
+
+  integer(v: unknown, path: string, min: number, max: number, why?: string): number | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
+    this.report(path, M.expectedInteger(min, max, why));
+    return undefined;
+  }
+
+  /** An address or size (values.ts). */
+  value(v: unknown, path: string): number | undefined {
+    if (v === undefined) return undefined;
+    const result = tryParseValue(v);
+    if (result.ok) return result.value;
+    this.report(path, result.message);
+    return undefined;
+  }
+
+  /** A size: a value that is not zero. */
+  size(v: unknown, path: string): number | undefined {
+    const n = this.value(v, path);
+    if (n === 0) {
+      this.report(path, M.zero);
+      return undefined;
+    }
+    return n;
+  }
+
+  /** Reports unless `n` is a multiple of `align`; `what` names the alignment ("4K granule"). */
+  aligned(n: number | undefined, align: number | undefined, path: string, what: string): boolean {
+    if (n === undefined || align === undefined || n % align === 0) return true;
+    this.report(path, M.unaligned(n, what));
+    return false;
+  }
+
+  /**
+   * The end of `[start, start + size)`, or undefined (reported) if it ends beyond `limit`, which
+   * `what` names (`M.paSpace(48)`); by default, 2^53.
+   */
+  end(
+    start: number | undefined,
+    size: number | undefined,
+    path: string,
+    limit = VALUE_LIMIT,
+    what?: string,
+  ): number | undefined {
+    if (start === undefined || size === undefined) return undefined;
+    // Compared this way round so that no intermediate result exceeds 2^53.
+    if (start > limit || size > limit - start) {
+      this.report(path, what === undefined ? M.rangeTooHigh(start, size) : M.rangeBeyond(start, size, what));
+      return undefined;
+    }
+    return start + size;
+  }
+
+  /** A list of distinct names from `options`, reported per element. Returns the set given. */
+  flags<T extends string>(v: unknown, path: string, options: readonly T[]): Set<T> | undefined {
+    const list = this.array(v, path);
+    if (list === undefined) return undefined;
+    const set = new Set<T>();
+    let ok = true;
+    list.forEach((item, i) => {
+      const flag = this.oneOf(item, indexPath(path, i), options);
+      if (flag === undefined) ok = false;
+      else if (set.has(flag)) {
+        this.report(indexPath(path, i), M.flagTwice(flag));
+        ok = false;
+      } else set.add(flag);
+    });
+    return ok ? set : undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario, section by section.
+
+const TOP_REQUIRED = ['cpu', 'granule', 'physical', 'vmas', 'memslots', 'steps'] as const;
+const TOP_OPTIONAL = ['description', 'kernel', 'paBits', 'vm', 'guest'] as const;
+
+/** What is known about the scenario while its later sections are checked. */
+interface Context {
+  readonly c: Checker;
+  readonly granule: Granule | undefined;
+  /** Bytes per host page, when the granule is valid. */
+  readonly page: number | undefined;
+  readonly paBits: number | undefined;
+  /** The CPU's MTE, when the file fixes it (explicitly, or as a profile override). */
+  readonly cpuMte: boolean | undefined;
+  /** Every VMA name declared, valid VMA or not (so one bad VMA does not cascade). */
+  readonly vmaNames: Map<string, Vma | undefined>;
+  /** True when guest stage 1 is on: accesses name VAs. */
+  readonly stage1: boolean;
+}
+
+function check(input: unknown): { scenario: Scenario | undefined; issues: readonly ScenarioIssue[] } {
+  const c = new Checker();
+  const root = c.object(input, '', { required: TOP_REQUIRED, optional: TOP_OPTIONAL }, M.expectedScenario);
+  if (root === undefined) return { scenario: undefined, issues: c.issues };
+
+  const description = Object.hasOwn(root, 'description') ? readDescription(c, root.description) : null;
+  const kernel = Object.hasOwn(root, 'kernel') ? c.oneOf(root.kernel, 'kernel', KERNELS) : '6.17';
+  const granule = c.oneOf(get(root, 'granule'), 'granule', GRANULES);
+  const paBits = Object.hasOwn(root, 'paBits') ? c.oneOf(root.paBits, 'paBits', PA_BITS) : 48;
+  const cpu = readCpu(c, get(root, 'cpu'));
+  const cpuMte = cpu === undefined ? undefined : cpu.mte;
+  const vm = readVm(c, get(root, 'vm'), paBits, cpuMte);
+  const page = granule === undefined ? undefined : GRANULE_BYTES[granule];
+  const guestValue = get(root, 'guest');
+  const ctx: Context = {
+    c,
+    granule,
+    page,
+    paBits,
+    cpuMte,
+    vmaNames: new Map(),
+    stage1: guestValue !== undefined,
+  };
+  const physical = readPhysical(ctx, get(root, 'physical'));
+  const vmas = readVmas(ctx, get(root, 'vmas'), physical);
+  const slots = new SlotTracker(ctx);
+  const memslots = readMemslots(ctx, get(root, 'memslots'), slots);
+  const guest = guestValue === undefined ? null : readGuest(ctx, guestValue, memslots);
+  const steps = readSteps(ctx, get(root, 'steps'), slots);
+
+  const scenario = complete<Scenario>({
+    description,
+    kernel,
+    cpu,
+    granule,
+    paBits,
+    physical,
+    vmas,
+    vm,
+    memslots,
+    guest,
+    steps,
+  });
+  return { scenario, issues: c.issues };
+}
+
+function readDescription(c: Checker, v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  c.report('description', M.expectedString);
+  return undefined;
+}
+
+function readCpu(c: Checker, v: unknown): ScenarioCpu | undefined {
+  if (v === undefined) return undefined;
+  const withProfile = isObject(v) && Object.hasOwn(v, 'profile');
+  // Without a profile every feature is required; one issue names all the missing ones.
+  const obj = c.object(
+    v,
+    'cpu',
+    { required: withProfile ? ['profile'] : [], optional: CPU_FEATURES },
+    M.expectedCpu,
+  );
+  if (obj === undefined) return undefined;
+  if (!withProfile) {
+    const missing = CPU_FEATURES.filter((name) => !Object.hasOwn(obj, name));
+    if (missing.length > 0) {
+      c.report('cpu', M.missingCpuFeatures(missing));
+      return undefined;
+    }
+    const features: Maybe<CpuFeatures> = {
+      fwb: undefined,
+      dic: undefined,
+      idc: undefined,
+      mte: undefined,
+      tlbiRange: undefined,
+      hafdbs: undefined,
+      lse: undefined,
+    };
+    for (const name of CPU_FEATURES) features[name] = c.bool(get(obj, name), keyPath('cpu', name));
+    return complete(features);
+  }
+  const profile = c.oneOf(obj.profile, 'cpu.profile', CPU_PROFILES);
+  const overrides: Partial<Record<keyof CpuFeatures, boolean>> = {};
+  let ok = profile !== undefined;
+  for (const name of CPU_FEATURES) {
+    if (!Object.hasOwn(obj, name)) continue;
+    const b = c.bool(obj[name], keyPath('cpu', name));
+    if (b === undefined) ok = false;
+    else overrides[name] = b;
+  }
+  return ok && profile !== undefined ? { profile, ...overrides } : undefined;
+}
+
+function readVm(
+  c: Checker,
+  v: unknown,
+  paBits: number | undefined,
+  cpuMte: boolean | undefined,
+): VmConfig | undefined {
+  const defaults: VmConfig = { ipaBits: 40, mte: false, nisvToUser: false };
+  if (v === undefined) {
+    if (paBits !== undefined && paBits < defaults.ipaBits) c.report('vm.ipaBits', M.defaultIpaBits(paBits));
+    return defaults;
+  }
+  const obj = c.object(v, 'vm', { required: [], optional: ['ipaBits', 'mte', 'nisvToUser'] });
+  if (obj === undefined) return undefined;
+  const limit = paBits ?? 52;
+  let ipaBits: number | undefined = defaults.ipaBits;
+  if (Object.hasOwn(obj, 'ipaBits')) {
+    ipaBits = c.integer(obj.ipaBits, 'vm.ipaBits', MIN_IPA_BITS, limit, M.ipaLimit);
+  } else if (paBits !== undefined && paBits < defaults.ipaBits) {
+    c.report('vm.ipaBits', M.defaultIpaBits(paBits));
+    ipaBits = undefined;
+  }
+  const mte = Object.hasOwn(obj, 'mte') ? c.bool(obj.mte, 'vm.mte') : defaults.mte;
+  if (mte === true && cpuMte === false) c.report('vm.mte', M.vmMteWithoutCpuMte);
+  const nisvToUser = Object.hasOwn(obj, 'nisvToUser') ? c.bool(obj.nisvToUser, 'vm.nisvToUser') : false;
+  return complete<VmConfig>({ ipaBits, mte: mte === true && cpuMte === false ? undefined : mte, nisvToUser });
+}
+
+function readPhysical(ctx: Context, v: unknown): readonly PhysicalRegion[] | undefined {
+  const { c, page, paBits } = ctx;
+  const list = c.array(v, 'physical');
+  if (list === undefined) return undefined;
+  const out: (PhysicalRegion | undefined)[] = [];
+  list.forEach((item, i) => {
+    const path = indexPath('physical', i);
+    const obj = c.object(item, path, { required: ['base', 'size', 'type'] });
+    if (obj === undefined) return out.push(undefined);
+    const base = c.value(get(obj, 'base'), `${path}.base`);
+    const size = c.size(get(obj, 'size'), `${path}.size`);
+    const type = c.oneOf(get(obj, 'type'), `${path}.type`, PHYS_TYPES);
+    let ok = c.aligned(base, page, `${path}.base`, M.granuleWhat(ctx.granule));
+    ok = c.aligned(size, page, `${path}.size`, M.granuleWhat(ctx.granule)) && ok;
+    const end =
+      paBits === undefined
+        ? c.end(base, size, path)
+        : c.end(base, size, path, 2 ** paBits, M.paSpace(paBits));
+    if (base !== undefined && end !== undefined) {
+      out.forEach((other, j) => {
+        if (other !== undefined && base < other.base + other.size && other.base < end) {
+          c.report(
+            path,
+            M.overlaps(base, end, indexPath('physical', j), other.base, other.base + other.size),
+          );
+          ok = false;
+        }
+      });
+    }
+    out.push(ok && end !== undefined ? complete<PhysicalRegion>({ base, size, type }) : undefined);
+  });
+  return allDefined(out);
+}
+
+const VMA_REQUIRED = ['name', 'start', 'size', 'backing', 'prot'] as const;
+const VMA_OPTIONAL = ['memType', 'flags', 'userfaultfd', 'hugePage', 'pa', 'hostMapping'] as const;
+/** Backings whose VMAs Linux marks VM_MTE_ALLOWED on an MTE CPU, and that userfaultfd accepts. */
+const MEMORY_BACKINGS: readonly Backing[] = ['anon', 'thp', 'shmem', 'hugetlb'];
+
+function readVmas(
+  ctx: Context,
+  v: unknown,
+  physical: readonly PhysicalRegion[] | undefined,
+): readonly Vma[] | undefined {
+  const { c } = ctx;
+  const list = c.array(v, 'vmas');
+  if (list === undefined) return undefined;
+  const out: (Vma | undefined)[] = [];
+  const names: string[] = [];
+  list.forEach((item, i) => {
+    const path = indexPath('vmas', i);
+    const vma = readVma(ctx, item, path, physical);
+    const name = isObject(item) && typeof item.name === 'string' ? item.name : undefined;
+    if (name !== undefined) {
+      const first = names.indexOf(name);
+      if (first >= 0) c.report(`${path}.name`, M.duplicateVmaName(name, indexPath('vmas', first)));
+      else ctx.vmaNames.set(name, vma);
+      names.push(name);
+    }
+    if (vma !== undefined) {
+      out.forEach((other, j) => {
+        if (
+          other !== undefined &&
+          vma.start < other.start + other.size &&
+          other.start < vma.start + vma.size
+        ) {
+          c.report(
+            path,
+            M.overlaps(
+              vma.start,
+              vma.start + vma.size,
+              `${indexPath('vmas', j)} "${other.name}"`,
+              other.start,
+              other.start + other.size,
+            ),
+          );
+        }
+      });
+    }
+    out.push(vma);
+  });
+  return allDefined(out);
+}
+
+function readVma(
+  ctx: Context,
+  item: unknown,
+  path: string,
+  physical: readonly PhysicalRegion[] | undefined,
+): Vma | undefined {
+  const { c, page, granule } = ctx;
+  const obj = c.object(item, path, { required: VMA_REQUIRED, optional: VMA_OPTIONAL });
+  if (obj === undefined) return undefined;
+  const name = c.string(get(obj, 'name'), `${path}.name`);
+  const start = c.value(get(obj, 'start'), `${path}.start`);
+  const size = c.size(get(obj, 'size'), `${path}.size`);
+  const backing = c.oneOf(get(obj, 'backing'), `${path}.backing`, BACKINGS);
+  const prot = c.oneOf(get(obj, 'prot'), `${path}.prot`, PROTS);
+  const memType = Object.hasOwn(obj, 'memType')
+    ? c.oneOf(obj.memType, `${path}.memType`, MEM_TYPES)
+    : 'normal';
+  let ok = c.aligned(start, page, `${path}.start`, M.granuleWhat(granule));
+  ok = c.aligned(size, page, `${path}.size`, M.granuleWhat(granule)) && ok;
+  ok = c.end(start, size, path, USER_VA_LIMIT, M.userVaSpace) !== undefined && ok;
+
+  const flags = readVmaFlags(c, obj, path, backing, prot);
+  const userfaultfd = Object.hasOwn(obj, 'userfaultfd')
+    ? c.oneOf(obj.userfaultfd, `${path}.userfaultfd`, ['missing'] as const)
+    : null;
+  if (userfaultfd === 'missing' && backing !== undefined && !MEMORY_BACKINGS.includes(backing)) {
+    c.report(`${path}.userfaultfd`, M.userfaultfdBacking(backing));
+    ok = false;
+  }
+  if (memType === 'normal-tagged' && flags !== undefined) {
+    const allowed = flags.mteAllowed === 'implied' ? ctx.cpuMte : flags.mteAllowed;
+    if (allowed === false) {
+      c.report(`${path}.memType`, M.taggedWithoutMte(flags.mteAllowed === 'implied'));
+      ok = false;
+    }
+  }
+
+  // Keys that belong to particular backings.
+  const only = (key: string, backings: readonly Backing[]): boolean => {
+    if (backing === undefined || !Object.hasOwn(obj, key) || backings.includes(backing)) return true;
+    c.report(`${path}.${key}`, M.keyOnlyFor(key, backings, backing));
+    return false;
+  };
+  ok = only('hugePage', ['hugetlb']) && ok;
+  ok = only('pa', ['pfnmap', 'mixedmap']) && ok;
+  ok = only('hostMapping', ['pfnmap', 'mixedmap']) && ok;
+
+  const common = { name, start, size, prot, memType, flags, userfaultfd };
+  if (backing === 'hugetlb') {
+    if (!Object.hasOwn(obj, 'hugePage')) {
+      c.report(`${path}.hugePage`, M.missingFor(backing));
+      return undefined;
+    }
+    const hugePage = readHugePage(ctx, obj.hugePage, `${path}.hugePage`);
+    if (hugePage !== undefined) {
+      const what = M.hugePageWhat(hugePage);
+      ok = c.aligned(start, hugePage, `${path}.start`, what) && ok;
+      ok = c.aligned(size, hugePage, `${path}.size`, what) && ok;
+    }
+    return ok ? complete<Vma>({ ...common, backing, hugePage }) : undefined;
+  }
+  if (backing === 'pfnmap' || backing === 'mixedmap') {
+    if (!Object.hasOwn(obj, 'pa')) {
+      c.report(`${path}.pa`, M.missingFor(backing));
+      return undefined;
+    }
+    const pa = c.value(obj.pa, `${path}.pa`);
+    ok = c.aligned(pa, page, `${path}.pa`, M.granuleWhat(granule)) && ok;
+    const hostMapping = Object.hasOwn(obj, 'hostMapping')
+      ? c.oneOf(obj.hostMapping, `${path}.hostMapping`, HOST_MAPPINGS)
+      : 'page';
+    if (pa !== undefined && size !== undefined && physical !== undefined) {
+      const end = c.end(pa, size, `${path}.pa`);
+      if (end !== undefined && !covered(physical, pa, end)) {
+        c.report(`${path}.pa`, M.paNotCovered(pa, end));
+        ok = false;
+      }
+    }
+    return ok ? complete<Vma>({ ...common, backing, pa, hostMapping }) : undefined;
+  }
+  return ok && backing !== undefined ? complete<Vma>({ ...common, backing }) : undefined;
+}
+
+function readHugePage(ctx: Context, v: unknown, path: string): number | undefined {
+  const n = ctx.c.value(v, path);
+  if (n === undefined || ctx.granule === undefined) return undefined;
+  const sizes = HUGETLB_SIZES[ctx.granule];
+  if (sizes.includes(n)) return n;
+  ctx.c.report(path, M.hugePageSize(ctx.granule, sizes));
+  return undefined;
+}
+
+function readVmaFlags(
+  c: Checker,
+  obj: Obj,
+  path: string,
+  backing: Backing | undefined,
+  prot: Prot | undefined,
+): VmaFlags | undefined {
+  const given = Object.hasOwn(obj, 'flags') ? c.flags(obj.flags, `${path}.flags`, VMA_FLAG_NAMES) : new Set();
+  if (given === undefined) return undefined;
+  let ok = true;
+  for (const [yes, no] of [
+    ['maywrite', 'no-maywrite'],
+    ['mte-allowed', 'no-mte-allowed'],
+  ] as const) {
+    if (given.has(yes) && given.has(no)) {
+      c.report(`${path}.flags`, M.flagsContradict(yes, no));
+      ok = false;
+    }
+  }
+  if (!ok || prot === undefined || backing === undefined) return undefined;
+  return {
+    shared: given.has('shared'),
+    maywrite: given.has('maywrite') || (prot.includes('w') && !given.has('no-maywrite')),
+    mteAllowed: given.has('mte-allowed')
+      ? true
+      : given.has('no-mte-allowed')
+        ? false
+        : MEMORY_BACKINGS.includes(backing)
+          ? 'implied'
+          : false,
+    allowAnyUncached: given.has('allow-any-uncached'),
+    io: given.has('io'),
+  };
+}
+
+/** Returns whether `[start, end)` lies entirely inside the union of the regions. */
+function covered(regions: readonly PhysicalRegion[], start: number, end: number): boolean {
+  let at = start;
+  const sorted = [...regions].sort((a, b) => a.base - b.base);
+  for (const r of sorted) {
+    if (r.base <= at && at < r.base + r.size) at = r.base + r.size;
+    if (at >= end) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memslots, which steps may add and delete: the tracker follows the set of slots through the run.
+
+interface SlotState {
+  /** Where the slot was created (`memslots[1]`, `steps[4].memslot`). */
+  readonly origin: string;
+  /** The guest physical range, or undefined if the slot's own definition was invalid. */
+  readonly range: { readonly gpa: number; readonly end: number } | undefined;
+  logDirty: boolean;
+}
+
+class SlotTracker {
+  readonly ctx: Context;
+  readonly live = new Map<number, SlotState>();
+  /** Slots deleted so far, with the path of the step that deleted them. */
+  readonly deleted = new Map<number, string>();
+
+  constructor(ctx: Context) {
+    this.ctx = ctx;
+  }
+
+  /** Add a slot if its id is free and its range overlaps no live slot. */
+  add(id: number | undefined, memslot: Memslot | undefined, origin: string, logDirty: boolean): boolean {
+    const { c } = this.ctx;
+    if (id === undefined) return false;
+    const existing = this.live.get(id);
+    if (existing !== undefined) {
+      c.report(`${origin}.slot`, M.slotExists(id, existing.origin));
+      return false;
+    }
+    const range = memslot === undefined ? undefined : { gpa: memslot.gpa, end: memslot.gpa + memslot.size };
+    let ok = true;
+    if (range !== undefined) {
+      for (const [otherId, other] of this.live) {
+        if (other.range !== undefined && range.gpa < other.range.end && other.range.gpa < range.end) {
+          c.report(
+            origin,
+            M.overlaps(
+              range.gpa,
+              range.end,
+              `slot ${otherId} (${other.origin})`,
+              other.range.gpa,
+              other.range.end,
+            ),
+          );
+          ok = false;
+        }
+      }
+    }
+    this.live.set(id, { origin, range: ok ? range : undefined, logDirty });
+    this.deleted.delete(id);
+    return ok;
+  }
+
+  /** The live slot `id`, or undefined after reporting that it does not exist. */
+  find(id: number, path: string): SlotState | undefined {
+    const state = this.live.get(id);
+    if (state === undefined) this.ctx.c.report(path, M.noSuchSlot(id, this.deleted.get(id)));
+    return state;
+  }
+}
+
+const MEMSLOT_SHAPE: Shape = { required: ['slot', 'gpa', 'size', 'vma'], optional: ['offset', 'flags'] };
+
+function readMemslot(
+  ctx: Context,
+  v: unknown,
+  path: string,
+): { id: number | undefined; memslot: Memslot | undefined } {
+  const { c, page, granule } = ctx;
+  const obj = c.object(v, path, MEMSLOT_SHAPE);
+  if (obj === undefined) return { id: undefined, memslot: undefined };
+  const id = c.integer(get(obj, 'slot'), `${path}.slot`, 0, MAX_SLOT_ID, M.slotIdLimit);
+  const gpa = c.value(get(obj, 'gpa'), `${path}.gpa`);
+  const size = c.size(get(obj, 'size'), `${path}.size`);
+  const vmaName = c.string(get(obj, 'vma'), `${path}.vma`);
+  const offset = Object.hasOwn(obj, 'offset') ? c.value(obj.offset, `${path}.offset`) : 0;
+  const flags = Object.hasOwn(obj, 'flags')
+    ? c.flags(obj.flags, `${path}.flags`, MEMSLOT_FLAG_NAMES)
+    : new Set<string>();
+  let ok = c.aligned(gpa, page, `${path}.gpa`, M.granuleWhat(granule));
+  ok = c.aligned(size, page, `${path}.size`, M.granuleWhat(granule)) && ok;
+  ok = c.aligned(offset, page, `${path}.offset`, M.granuleWhat(granule)) && ok;
+  ok = c.end(gpa, size, path) !== undefined && ok;
+  let userspaceAddr: number | undefined;
+  if (vmaName !== undefined) {
+    if (!ctx.vmaNames.has(vmaName)) {
+      c.report(`${path}.vma`, M.noSuchVma(vmaName, [...ctx.vmaNames.keys()]));
+      ok = false;
+    }
+    const vma = ctx.vmaNames.get(vmaName);
+    if (vma !== undefined && offset !== undefined && size !== undefined) {
+      if (offset > vma.size || size > vma.size - offset) {
+        c.report(`${path}.size`, M.beyondVma(offset, size, vma.name, vma.size));
+        ok = false;
+      } else userspaceAddr = vma.start + offset;
+    }
+  }
+  const memslot =
+    ok && flags !== undefined
+      ? complete<Memslot>({
+          slot: id,
+          gpa,
+          size,
+          vma: vmaName,
+          offset,
+          userspaceAddr,
+          flags: { logDirty: flags.has('log-dirty'), readonly: flags.has('readonly') },
+        })
+      : undefined;
+  return { id, memslot };
+}
+
+function readMemslots(ctx: Context, v: unknown, slots: SlotTracker): readonly Memslot[] | undefined {
+  const list = ctx.c.array(v, 'memslots');
+  if (list === undefined) return undefined;
+  const out = list.map((item, i) => {
+    const path = indexPath('memslots', i);
+    const { id, memslot } = readMemslot(ctx, item, path);
+    const added = slots.add(id, memslot, path, memslot?.flags.logDirty ?? false);
+    return added ? memslot : undefined;
+  });
+  return allDefined(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guest stage 1.
+
+const STAGE1_SHAPE: Shape = { required: ['granule', 'tables', 'mair', 'mappings'], optional: ['ha', 'hd'] };
+const MAPPING_SHAPE: Shape = { required: ['va', 'ipa', 'size', 'attrIndx', 'ap'], optional: ['af', 'xn'] };
+
+function readGuest(
+  ctx: Context,
+  v: unknown,
+  memslots: readonly Memslot[] | undefined,
+): GuestConfig | undefined {
+  const { c } = ctx;
+  const obj = c.object(v, 'guest', { required: ['stage1'] });
+  if (obj === undefined) return undefined;
+  const s1 = c.object(get(obj, 'stage1'), 'guest.stage1', STAGE1_SHAPE);
+  if (s1 === undefined) return undefined;
+  const p = 'guest.stage1';
+  const granule = c.oneOf(get(s1, 'granule'), `${p}.granule`, GRANULES);
+  const align = granule === undefined ? undefined : GRANULE_BYTES[granule];
+  const what = M.stage1GranuleWhat(granule);
+  const tables = c.value(get(s1, 'tables'), `${p}.tables`);
+  let ok = c.aligned(tables, align, `${p}.tables`, what);
+  if (
+    tables !== undefined &&
+    memslots !== undefined &&
+    !memslots.some((s) => s.gpa <= tables && tables < s.gpa + s.size)
+  ) {
+    c.report(`${p}.tables`, M.tablesOutsideMemslots(tables));
+    ok = false;
+  }
+  const mair = readMair(c, get(s1, 'mair'), `${p}.mair`);
+  const ha = Object.hasOwn(s1, 'ha') ? c.bool(s1.ha, `${p}.ha`) : false;
+  const hd = Object.hasOwn(s1, 'hd') ? c.bool(s1.hd, `${p}.hd`) : false;
+  const list = c.array(get(s1, 'mappings'), `${p}.mappings`);
+  const out: (GuestMapping | undefined)[] = [];
+  list?.forEach((item, i) => {
+    const path = indexPath(`${p}.mappings`, i);
+    const m = c.object(item, path, MAPPING_SHAPE);
+    if (m === undefined) return out.push(undefined);
+    const va = c.value(get(m, 'va'), `${path}.va`);
+    const ipa = c.value(get(m, 'ipa'), `${path}.ipa`);
+    const size = c.size(get(m, 'size'), `${path}.size`);
+    const attrIndx = c.integer(get(m, 'attrIndx'), `${path}.attrIndx`, 0, 7, M.attrIndx);
+    const ap = c.oneOf(get(m, 'ap'), `${path}.ap`, GUEST_APS);
+    const af = Object.hasOwn(m, 'af') ? c.bool(m.af, `${path}.af`) : true;
+    const xn = Object.hasOwn(m, 'xn') ? c.bool(m.xn, `${path}.xn`) : false;
+    let mOk = c.aligned(va, align, `${path}.va`, what);
+    mOk = c.aligned(ipa, align, `${path}.ipa`, what) && mOk;
+    mOk = c.aligned(size, align, `${path}.size`, what) && mOk;
+    mOk = c.end(ipa, size, path) !== undefined && mOk;
+    const vaEnd = c.end(va, size, path, GUEST_VA_LIMIT, M.guestVaSpace);
+    if (va !== undefined && vaEnd !== undefined) {
+      out.forEach((other, j) => {
+        if (other !== undefined && va < other.va + other.size && other.va < vaEnd) {
+          c.report(path, M.overlaps(va, vaEnd, indexPath('mappings', j), other.va, other.va + other.size));
+          mOk = false;
+        }
+      });
+    } else mOk = false;
+    out.push(mOk ? complete<GuestMapping>({ va, ipa, size, attrIndx, ap, af, xn }) : undefined);
+  });
+  const mappings = list === undefined ? undefined : allDefined(out);
+  const stage1 = ok ? complete<GuestStage1>({ granule, tables, mair, ha, hd, mappings }) : undefined;
+  return stage1 === undefined ? undefined : { stage1 };
+}
+
+/**
+ * MAIR_EL1 is 64 bits, so beyond a safe-integer number it may be a hex string of up to 16 digits.
+ * Returns its eight attribute bytes, Attr0 first.
+ */
+function readMair(c: Checker, v: unknown, path: string): readonly number[] | undefined {
+  if (v === undefined) return undefined;
+  let hex: string | undefined;
+  if (typeof v === 'string' && /^0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*$/.test(v)) {
+    hex = v
+      .slice(2)
+      .replaceAll('_', '')
+      .replace(/^0+(?=.)/, '');
+    if (hex.length > 16) hex = undefined;
+  } else {
+    const result = tryParseValue(v);
+    if (result.ok) hex = result.value.toString(16);
+  }
+  if (hex === undefined) {
+    c.report(path, M.mair);
+    return undefined;
+  }
+  const padded = hex.padStart(16, '0');
+  const bytes: number[] = [];
+  for (let i = 7; i >= 0; i--) bytes.push(parseInt(padded.slice(2 * i, 2 * i + 2), 16));
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps.
+
+function readSteps(ctx: Context, v: unknown, slots: SlotTracker): readonly Step[] | undefined {
+  const list = ctx.c.array(v, 'steps');
+  if (list === undefined) return undefined;
+  return allDefined(list.map((item, i) => readStep(ctx, item, i, slots)));
+}
+
+function readStep(ctx: Context, item: unknown, index: number, slots: SlotTracker): Step | undefined {
+  const { c } = ctx;
+  const path = indexPath('steps', index);
+  if (!isObject(item)) {
+    c.report(path, M.expectedStep);
+    return undefined;
+  }
+  const keys = Object.keys(item);
+  const kinds = keys.filter((k) => includes(STEP_KINDS, k));
+  if (kinds.length !== 1) {
+    if (kinds.length > 1) c.report(path, M.severalStepKinds(kinds));
+    else if (keys.length === 1) c.report(keyPath(path, keys[0]!), M.unknownStep(keys[0]!));
+    else c.report(path, M.expectedStep);
+    return undefined;
+  }
+  const kind = kinds[0]!;
+  if (kind === 'access') return readAccess(ctx, item, index, path);
+  const extra = keys.filter((k) => k !== kind);
+  for (const k of extra) c.report(keyPath(path, k), M.extraStepKey(kind));
+  const sub = keyPath(path, kind);
+  const body = item[kind];
+  let step: Step | undefined;
+  switch (kind) {
+    case 'touch':
+      step = readTouch(ctx, body, index, sub);
+      break;
+    case 'hostUnmap':
+      step = readHostUnmap(ctx, body, index, sub);
+      break;
+    case 'hostProtect':
+      step = readHostProtect(ctx, body, index, sub);
+      break;
+    case 'age':
+      step = readAge(ctx, body, index, sub);
+      break;
+    case 'dirtyLog':
+      step = readDirtyLog(ctx, body, index, sub, slots);
+      break;
+    case 'memslot': {
+      const { id, memslot } = readMemslot(ctx, body, sub);
+      const added = slots.add(id, memslot, sub, memslot?.flags.logDirty ?? false);
+      step = added && memslot !== undefined ? { kind, index, memslot } : undefined;
+      break;
+    }
+    case 'deleteMemslot': {
+      const id = c.integer(body, sub, 0, MAX_SLOT_ID, M.slotIdLimit);
+      if (id !== undefined && slots.find(id, sub) !== undefined) {
+        slots.live.delete(id);
+        slots.deleted.set(id, path);
+        step = { kind, index, slot: id };
+      }
+      break;
+    }
+  }
+  return extra.length === 0 ? step : undefined;
+}
+
+/** The address space accesses use, and the access kind, checked against guest stage 1. */
+function readAccessKind(ctx: Context, v: unknown, path: string): AccessKind | undefined {
+  const access = ctx.c.oneOf(v, path, ACCESS_KINDS);
+  if (access === 'at' && !ctx.stage1) {
+    ctx.c.report(path, M.atWithoutStage1);
+    return undefined;
+  }
+  return access;
+}
+
+function readAccess(ctx: Context, item: Obj, index: number, path: string): Step | undefined {
+  const { c } = ctx;
+  const space: AddressSpace = ctx.stage1 ? 'va' : 'ipa';
+  const wrong: AddressSpace = ctx.stage1 ? 'ipa' : 'va';
+  let ok = true;
+  for (const key of Object.keys(item)) {
+    if (key === 'access' || key === space) continue;
+    c.report(
+      keyPath(path, key),
+      key === wrong ? M.wrongSpace(key, ctx.stage1) : M.unknownKey(key, ['access', space]),
+    );
+    ok = false;
+  }
+  const access = readAccessKind(ctx, item.access, `${path}.access`);
+  let address: number | undefined;
+  if (!Object.hasOwn(item, space)) {
+    if (ok) c.report(keyPath(path, space), M.missingKey);
+    ok = false;
+  } else address = c.value(item[space], keyPath(path, space));
+  return ok && access !== undefined && address !== undefined
+    ? { kind: 'access', index, access, space, address }
+    : undefined;
+}
+
+function readTouch(ctx: Context, v: unknown, index: number, path: string): Step | undefined {
+  const { c } = ctx;
+  const obj = c.object(v, path, {
+    required: ['from', 'size', 'stride', 'access'],
+    optional: ['order', 'seed'],
+  });
+  if (obj === undefined) return undefined;
+  const from = c.value(get(obj, 'from'), `${path}.from`);
+  const size = c.size(get(obj, 'size'), `${path}.size`);
+  const stride = c.size(get(obj, 'stride'), `${path}.stride`);
+  const access = readAccessKind(ctx, get(obj, 'access'), `${path}.access`);
+  const order = Object.hasOwn(obj, 'order')
+    ? c.oneOf(obj.order, `${path}.order`, TOUCH_ORDERS)
+    : 'sequential';
+  const seed = Object.hasOwn(obj, 'seed') ? readSeed(c, obj.seed, `${path}.seed`) : 0;
+  const end = c.end(from, size, path);
+  if (end === undefined) return undefined;
+  const space: AddressSpace = ctx.stage1 ? 'va' : 'ipa';
+  return complete<Step>({ kind: 'touch', index, space, from, size, stride, access, order, seed });
+}
+
+function readSeed(c: Checker, v: unknown, path: string): number | undefined {
+  const n = c.value(v, path);
+  if (n === undefined || n <= 0xffff_ffff) return n;
+  c.report(path, M.seed);
+  return undefined;
+}
+
+/** The named VMA, or undefined after reporting that there is none. */
+function findVma(ctx: Context, name: string | undefined, path: string): Vma | undefined {
+  if (name === undefined) return undefined;
+  if (!ctx.vmaNames.has(name)) ctx.c.report(path, M.noSuchVma(name, [...ctx.vmaNames.keys()]));
+  return ctx.vmaNames.get(name);
+}
+
+function readHostUnmap(ctx: Context, v: unknown, index: number, path: string): Step | undefined {
+  const { c, page, granule } = ctx;
+  const obj = c.object(v, path, { required: ['vma', 'offset', 'size'] });
+  if (obj === undefined) return undefined;
+  const name = c.string(get(obj, 'vma'), `${path}.vma`);
+  const offset = c.value(get(obj, 'offset'), `${path}.offset`);
+  const size = c.size(get(obj, 'size'), `${path}.size`);
+  const vma = findVma(ctx, name, `${path}.vma`);
+  if (vma === undefined) return undefined;
+  const [align, what] =
+    vma.backing === 'hugetlb' ? [vma.hugePage, M.hugePageWhat(vma.hugePage)] : [page, M.granuleWhat(granule)];
+  let ok = c.aligned(offset, align, `${path}.offset`, what);
+  ok = c.aligned(size, align, `${path}.size`, what) && ok;
+  if (offset !== undefined && size !== undefined && (offset > vma.size || size > vma.size - offset)) {
+    c.report(`${path}.size`, M.beyondVma(offset, size, vma.name, vma.size));
+    ok = false;
+  }
+  return ok ? complete<Step>({ kind: 'hostUnmap', index, vma: name, offset, size }) : undefined;
+}
+
+function readHostProtect(ctx: Context, v: unknown, index: number, path: string): Step | undefined {
+  const { c } = ctx;
+  const obj = c.object(v, path, { required: ['vma', 'prot'] });
+  if (obj === undefined) return undefined;
+  const name = c.string(get(obj, 'vma'), `${path}.vma`);
+  const prot = c.oneOf(get(obj, 'prot'), `${path}.prot`, PROTS);
+  const vma = findVma(ctx, name, `${path}.vma`);
+  if (vma === undefined || prot === undefined) return undefined;
+  if (prot.includes('w') && !vma.flags.maywrite) {
+    c.report(`${path}.prot`, M.protectNeedsMaywrite(prot, vma.name));
+    return undefined;
+  }
+  return complete<Step>({ kind: 'hostProtect', index, vma: name, prot });
+}
+
+function readAge(ctx: Context, v: unknown, index: number, path: string): Step | undefined {
+  const { c, page, granule } = ctx;
+  const obj = c.object(v, path, { required: ['ipa', 'size'] });
+  if (obj === undefined) return undefined;
+  const ipa = c.value(get(obj, 'ipa'), `${path}.ipa`);
+  const size = c.size(get(obj, 'size'), `${path}.size`);
+  let ok = c.aligned(ipa, page, `${path}.ipa`, M.granuleWhat(granule));
+  ok = c.aligned(size, page, `${path}.size`, M.granuleWhat(granule)) && ok;
+  ok = c.end(ipa, size, path) !== undefined && ok;
+  return ok ? complete<Step>({ kind: 'age', index, ipa, size }) : undefined;
+}
+
+function readDirtyLog(
+  ctx: Context,
+  v: unknown,
+  index: number,
+  path: string,
+  slots: SlotTracker,
+): Step | undefined {
+  const { c } = ctx;
+  const obj = c.object(v, path, { required: ['slot', 'op'] });
+  if (obj === undefined) return undefined;
+  const slot = c.integer(get(obj, 'slot'), `${path}.slot`, 0, MAX_SLOT_ID, M.slotIdLimit);
+  const op = c.oneOf(get(obj, 'op'), `${path}.op`, DIRTY_LOG_OPS);
+  if (slot === undefined) return undefined;
+  const state = slots.find(slot, `${path}.slot`);
+  if (state === undefined || op === undefined) return undefined;
+  if (op === 'get-and-clear' && !state.logDirty) {
+    c.report(`${path}.op`, M.notLogging(slot));
+    return undefined;
+  }
+  if (op !== 'get-and-clear') state.logDirty = op === 'enable';
+  return { kind: 'dirtyLog', index, slot, op };
+}
+
+/** Returns the list when every element is defined, else undefined (an issue was reported). */
+function allDefined<T>(list: readonly (T | undefined)[]): readonly T[] | undefined {
+  return list.every((x) => x !== undefined) ? (list as readonly T[]) : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON positions. JSON.parse gives the value but neither where a syntax error is (portably) nor
+// where each key is, nor whether a key was given twice; this scanner finds all three. It runs
+// only on text JSON.parse has already judged, so it never decides what the value is.
+
+type JsonScan =
+  | {
+      readonly ok: true;
+      /** Offset of each member's key, or of each array element, by key path. */
+      readonly positions: ReadonlyMap<string, number>;
+      readonly duplicates: readonly { readonly path: string; readonly offset: number }[];
+    }
+  | { readonly ok: false; readonly offset: number; readonly message: string };
+
+/** A syntax error found by the scanner, thrown to unwind it. */
+class JsonSyntax {
+  readonly offset: number;
+  readonly message: string;
+  constructor(offset: number, message: string) {
+    this.offset = offset;
+    this.message = message;
+  }
+}
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const MAX_DEPTH = 512;
+
+function scanJson(text: string): JsonScan {
+  const positions = new Map<string, number>();
+  const duplicates: { path: string; offset: number }[] = [];
+  let i = 0;
+
+  const skipSpace = (): void => {
+    while (i < text.length) {
+      const ch = text.charCodeAt(i);
+      if (ch !== 0x20 && ch !== 0x09 && ch !== 0x0a && ch !== 0x0d) break;
+      i++;
+    }
+  };
+  const fail = (expected: string): never => {
+    throw new JsonSyntax(i, i >= text.length ? M.jsonEnd(expected) : M.jsonUnexpected(text[i]!, expected));
+  };
+  const string = (): string => {
+    const start = i++;
+    while (true) {
+      if (i >= text.length) throw new JsonSyntax(start, M.jsonUnterminated);
+      const ch = text.charCodeAt(i);
+      if (ch === 0x22) return text.slice(start, ++i);
+      if (ch < 0x20) throw new JsonSyntax(i, M.jsonControl);
+      if (ch === 0x5c) {
+        const esc = text[i + 1];
+        if (esc === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) i += 6;
+        else if (esc !== undefined && '"\\/bfnrt'.includes(esc)) i += 2;
+        else throw new JsonSyntax(i, M.jsonEscape);
+      } else i++;
+    }
+  };
+  const value = (path: string, depth: number): void => {
+    if (depth > MAX_DEPTH) throw new JsonSyntax(i, M.jsonDepth);
+    skipSpace();
+    const ch = text[i];
+    if (ch === '{') {
+      i++;
+      skipSpace();
+      if (text[i] === '}') return void i++;
+      const seen = new Set<string>();
+      while (true) {
+        skipSpace();
+        if (text[i] !== '"') fail('a key in double quotes');
+        const at = i;
+        const key = JSON.parse(string()) as string;
+        const p = keyPath(path, key);
+        if (seen.has(key)) duplicates.push({ path: p, offset: at });
+        seen.add(key);
+        positions.set(p, at);
+        skipSpace();
+        if (text[i] !== ':') fail('":"');
+        i++;
+        value(p, depth + 1);
+        skipSpace();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') return void i++;
+        else fail('"," or "}"');
+      }
+    }
+    if (ch === '[') {
+      i++;
+      skipSpace();
+      if (text[i] === ']') return void i++;
+      for (let n = 0; ; n++) {
+        skipSpace();
+        positions.set(indexPath(path, n), i);
+        value(indexPath(path, n), depth + 1);
+        skipSpace();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') return void i++;
+        else fail('"," or "]"');
+      }
+    }
+    if (ch === '"') return void string();
+    for (const literal of ['true', 'false', 'null']) {
+      if (text.startsWith(literal, i)) return void (i += literal.length);
+    }
+    NUMBER.lastIndex = i;
+    if (NUMBER.test(text)) return void (i = NUMBER.lastIndex);
+    fail('a value');
+  };
+
+  try {
+    value('', 0);
+    skipSpace();
+    if (i < text.length) fail('the end of the text');
+    return { ok: true, positions, duplicates };
+  } catch (e) {
+    if (e instanceof JsonSyntax) return { ok: false, offset: e.offset, message: e.message };
+    throw e;
+  }
+}
+
+/** The 1-based line and column (in UTF-16 code units) of `offset`. */
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  for (let at = text.indexOf('\n'); at !== -1 && at < offset; at = text.indexOf('\n', at + 1)) {
+    line++;
+    lineStart = at + 1;
+  }
+  return { line, column: offset - lineStart + 1 };
+}
+
+/** The offset of `path`, or of its nearest ancestor that has one (a missing key points at its object). */
+function findOffset(positions: ReadonlyMap<string, number>, path: string): number | undefined {
+  for (let p = path; p !== ''; p = parentPath(p)) {
+    const offset = positions.get(p);
+    if (offset !== undefined) return offset;
+  }
+  return undefined;
+}
