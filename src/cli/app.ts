@@ -6,9 +6,11 @@
  * scenario), 1 for an internal failure. Bad input never prints a stack trace.
  */
 
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ReplayError, parseReplay, runReplay } from '../replay/replay.js';
+import pc from 'picocolors';
+import { CliInputError, readInput } from './errors.js';
+import { runCommand } from './run.js';
 
 const USAGE = `Usage: s2emu <command> [options]
 
@@ -22,23 +24,6 @@ Options:
   --kernel V     (run) model kernel "6.17" (default), "6.16" or "seed"
   --no-color     plain output
 `;
-
-/** A usage or input error: printed without a stack trace, exit status 2. */
-export class CliInputError extends Error {
-  override name = 'CliInputError';
-}
-
-/** Reads a file argument, or standard input for `-`. Returns the text. */
-export function readInput(file: string): string {
-  try {
-    return readFileSync(file === '-' ? 0 : file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? '';
-    throw new CliInputError(
-      `cannot read ${file === '-' ? 'standard input' : file}${code ? ` (${code})` : ''}`,
-    );
-  }
-}
 
 function replayCommand(args: string[]): number {
   if (args.length !== 1) throw new CliInputError('replay: expected one FILE (or - for standard input)');
@@ -81,6 +66,12 @@ export function main(argv: string[]): number {
   switch (cmd) {
     case 'replay':
       return replayCommand(rest);
+    case 'run':
+      return runCommand(rest, {
+        json: values.json ?? false,
+        kernel: values.kernel,
+        color: !(values['no-color'] ?? false) && pc.isColorSupported,
+      });
     default:
       throw new CliInputError(`unknown command '${cmd}' (expected replay, run or help)`);
   }

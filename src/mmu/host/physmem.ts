@@ -70,6 +70,8 @@ export interface PhysStats {
   allocatedPages: number;
   /** Calls to mteClearPageTags(): pages whose tags were zeroed. */
   mteTagClears: number;
+  /** Pages ever handed out by allocFolio (each is zeroed for its user). Never decreases. */
+  zeroedPages: number;
 }
 
 /**
@@ -85,7 +87,7 @@ export class PhysMem {
   /** The memory map, sorted by base. */
   readonly regions: readonly PhysRegion[];
   /** Allocation and MTE counters. */
-  readonly stats: PhysStats = { allocatedPages: 0, mteTagClears: 0 };
+  readonly stats: PhysStats = { allocatedPages: 0, mteTagClears: 0, zeroedPages: 0 };
   /** Kernel warnings (VM_WARN_ON equivalents) hit so far; appended rarely, never on a hot path. */
   readonly warnings: string[] = [];
 
@@ -194,6 +196,7 @@ export class PhysMem {
     this.fillState(pfn, n, word, PS_HWPOISON);
     this.orState(pfn, PS_HEAD);
     this.stats.allocatedPages += n;
+    this.stats.zeroedPages += n;
     return pfn;
   }
 

@@ -1,0 +1,158 @@
+/**
+ * kvm_handle_guest_abort() (arch/arm64/kvm/mmu.c, v6.17; fault-path.md §2): the stage-2
+ * abort handler, the MMIO / read-only-slot path and io_mem_abort(), the access-flag path,
+ * and the exceptions KVM injects.
+ */
+
+import { EFAULT, ENOEXEC, ENOSYS } from '../pgtable/descriptor.js';
+import {
+  esrFscIsAccessFlagFault,
+  esrFscIsPermissionFault,
+  esrFscIsTranslationFault,
+  esrIsCm,
+  esrIsIabt,
+  esrIsS1ptw,
+  esrIsv,
+  kvmIsWriteFault,
+  kvmVcpuAbtIssea,
+} from './esr.js';
+import { FAULT_WALK_FLAGS, userMemAbort } from './fault.js';
+import { KVM_HVA_ERR_BAD, gfnToHvaMemslotProt, kvmIsErrorHva } from './memslots.js';
+import { EXIT_ARM_NISV, EXIT_MMIO, INJECTED_DABT, INJECTED_IABT, INJECTED_SERROR } from './exits.js';
+import type { Vcpu } from './vcpu.js';
+
+/** kvm_inject_sea(vcpu, iabt, addr): a synchronous external abort for the guest. Returns 1. */
+function kvmInjectSea(vcpu: Vcpu, iabt: boolean): number {
+  vcpu.injected = iabt ? INJECTED_IABT : INJECTED_DABT;
+  return 1;
+}
+
+/**
+ * io_mem_abort(vcpu, fault_ipa): an access to an address with no memory behind it. With a
+ * valid syndrome KVM exits with KVM_EXIT_MMIO for the VMM to emulate (no in-kernel device
+ * is modelled); without one, KVM_EXIT_ARM_NISV if userspace asked for it, else −ENOSYS.
+ * Returns 0 for an exit to userspace or −ENOSYS.
+ */
+function ioMemAbort(vcpu: Vcpu, ipa: number): number {
+  vcpu.mmioIpa = ipa;
+  if (!esrIsv(vcpu.esr)) {
+    if (vcpu.kvm.nisvToUser) {
+      vcpu.exitReason = EXIT_ARM_NISV;
+      return 0;
+    }
+    return ENOSYS;
+  }
+  vcpu.exitReason = EXIT_MMIO;
+  return 0;
+}
+
+/**
+ * handle_access_fault(): sets AF on the leaf (kvm_pgtable_stage2_mkyoung) under the
+ * mmu_lock read side. Allocates nothing.
+ */
+function handleAccessFault(vcpu: Vcpu, faultIpa: number): void {
+  const kvm = vcpu.kvm;
+  kvm.locks.mmuReadLock();
+  kvm.stats.mkyoungs++;
+  kvm.pgt.mkyoung(faultIpa, FAULT_WALK_FLAGS);
+  kvm.locks.mmuReadUnlock();
+}
+
+/**
+ * kvm_handle_guest_abort(vcpu): handles the stage-2 abort described by vcpu.esr,
+ * vcpu.faultIpa (HPFAR: the IPA's page, 4K-aligned) and vcpu.far (the faulting address).
+ * Returns 1 to resume the guest (possibly with an injected exception), 0 to exit to
+ * userspace, or a negative errno for KVM_RUN.
+ */
+export function kvmHandleGuestAbort(vcpu: Vcpu): number {
+  const kvm = vcpu.kvm;
+  const esr = vcpu.esr;
+  const isIabt = esrIsIabt(esr);
+  vcpu.handler = 'none';
+  vcpu.handlerRet = 0;
+
+  // 1. Synchronous external aborts: not claimed by firmware here, so an SError.
+  if (kvmVcpuAbtIssea(esr)) {
+    vcpu.handler = 'kvm_handle_guest_sea';
+    vcpu.injected = INJECTED_SERROR;
+    vcpu.handlerRet = 1;
+    return 1;
+  }
+
+  // 2. The fault IPA from HPFAR_EL2.
+  const faultIpa = vcpu.faultIpa;
+  let ipa = faultIpa;
+
+  // 3. Translation faults beyond the IPA space.
+  if (esrFscIsTranslationFault(esr)) {
+    if (faultIpa >= 2 ** kvm.ipaLimitBits) {
+      // kvm_inject_size_fault()
+      vcpu.handler = 'kvm_inject_size_fault';
+      return (vcpu.handlerRet = kvmInjectSea(vcpu, isIabt));
+    }
+    if (faultIpa >= kvm.physSize) {
+      // kvm_inject_sea(vcpu, is_iabt, fault_ipa | HFAR[11:0])
+      vcpu.handler = 'kvm_inject_sea';
+      return (vcpu.handlerRet = kvmInjectSea(vcpu, isIabt));
+    }
+  }
+
+  // 4. Only translation, permission and access-flag faults get this far.
+  if (!esrFscIsTranslationFault(esr) && !esrFscIsPermissionFault(esr) && !esrFscIsAccessFlagFault(esr)) {
+    kvm.diagnose(`Unsupported FSC: ESR 0x${esr.toString(16)}`);
+    vcpu.handlerRet = EFAULT;
+    return EFAULT;
+  }
+
+  // 5. SRCU read side: every later exit goes through the unlock.
+  const idx = kvm.locks.srcuReadLock();
+  let ret: number;
+  out: {
+    // 7. The memslot and its host address.
+    const gfn = Math.floor(ipa / kvm.pageSize);
+    const memslot = kvm.gfnToMemslot(gfn);
+    const hvaProt = vcpu.hvaProt;
+    const hva = memslot ? gfnToHvaMemslotProt(memslot, gfn, kvm.pageShift, hvaProt) : KVM_HVA_ERR_BAD;
+    const writable = memslot ? hvaProt.writable : false;
+    const writeFault = kvmIsWriteFault(esr);
+
+    // 8. No usable slot, or a write to a read-only one: MMIO, or an injected abort.
+    if (kvmIsErrorHva(hva) || (writeFault && !writable)) {
+      vcpu.handler = 'io_mem_abort';
+      if (isIabt) {
+        ret = vcpu.handlerRet = ENOEXEC;
+        break out;
+      }
+      if (esrIsS1ptw(esr)) {
+        ret = vcpu.handlerRet = kvmInjectSea(vcpu, false);
+        break out;
+      }
+      if (kvmIsErrorHva(hva) && esrIsCm(esr)) {
+        // A cache-maintenance instruction on no memory: skip it (kvm_incr_pc).
+        vcpu.pcSkipped = true;
+        ret = vcpu.handlerRet = 1;
+        break out;
+      }
+      ipa += (vcpu.far >>> 0) & 0xfff;
+      ret = vcpu.handlerRet = ioMemAbort(vcpu, ipa);
+      break out;
+    }
+
+    // 10. Access flag: mkyoung the leaf.
+    if (esrFscIsAccessFlagFault(esr)) {
+      vcpu.handler = 'handle_access_fault';
+      handleAccessFault(vcpu, faultIpa);
+      ret = vcpu.handlerRet = 1;
+      break out;
+    }
+
+    // 11. user_mem_abort(); 0 becomes 1.
+    vcpu.handler = 'user_mem_abort';
+    ret = vcpu.handlerRet = userMemAbort(vcpu, faultIpa, memslot!, hva, esrFscIsPermissionFault(esr));
+    if (ret === 0) ret = 1;
+  }
+  // 12. -ENOEXEC becomes an injected instruction abort.
+  if (ret === ENOEXEC) ret = kvmInjectSea(vcpu, true);
+  kvm.locks.srcuReadUnlock(idx);
+  return ret;
+}

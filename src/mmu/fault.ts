@@ -1,0 +1,320 @@
+/**
+ * user_mem_abort() (arch/arm64/kvm/mmu.c, v6.17 with 5f9466b50c1b; fault-path.md §3) and
+ * its helpers, step by step, with the modelled kernels' differences (kernel.ts). Step labels
+ * (S1..S12, L1..L5) follow the specification so the code can be read beside it and beside
+ * the kernel source.
+ *
+ * Nothing here allocates: scratch lives on the vCPU; failures are negative errno values.
+ */
+
+import {
+  EAGAIN,
+  EFAULT,
+  EINVAL,
+  ENOEXEC,
+  KVM_PGTABLE_PROT_DEVICE,
+  KVM_PGTABLE_PROT_NORMAL_NC,
+  KVM_PGTABLE_PROT_R,
+  KVM_PGTABLE_PROT_W,
+  KVM_PGTABLE_PROT_X,
+} from '../pgtable/descriptor.js';
+import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
+import { kvmSupportsCacheablePfnmap } from './cpu.js';
+import { markPageDirtyInSlot } from './dirty.js';
+import { esrFaultLevel, kvmIsExecFault, kvmIsWriteFault } from './esr.js';
+import { KVM_PFN_ERR_HWPOISON, FAULTIN_OK } from './host/mm.js';
+import {
+  VM_ALLOW_ANY_UNCACHED,
+  VM_MIXEDMAP,
+  VM_MTE_ALLOWED,
+  VM_PFNMAP,
+  isCowMapping,
+  kvmVmaIsCacheable,
+} from './host/vma.js';
+import type { Vma } from './host/vma.js';
+import { KVM_MEM_READONLY, faultSupportsStage2HugeMapping, memslotIsLogging } from './memslots.js';
+import type { Memslot } from './memslots.js';
+import type { Kvm } from './vm.js';
+import type { Vcpu } from './vcpu.js';
+
+/** The walk flags of the fault path: concurrent walks that report −EAGAIN. */
+export const FAULT_WALK_FLAGS = KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED;
+
+/**
+ * get_vma_page_shift(vma, hva): the host page size backing the VMA at hva. hugetlb: the
+ * hstate's shift; VM_PFNMAP: PUD or PMD when hva and the physical address are congruent
+ * at that size and the aligned window fits in the VMA; otherwise PAGE_SHIFT.
+ */
+export function getVmaPageShift(kvm: Kvm, vma: Vma, hva: number): number {
+  if (vma.backing === 'hugetlb' && (vma.vmFlags & VM_PFNMAP) === 0) return vma.hugeShift;
+  if ((vma.vmFlags & VM_PFNMAP) === 0) return kvm.pageShift;
+  const g = kvm.granule;
+  const pa = vma.pgoff * g.pageSize + (hva - vma.start);
+  if (pfnmapBlockFits(vma, hva, pa, 2 ** g.pudShift)) return g.pudShift;
+  if (pfnmapBlockFits(vma, hva, pa, 2 ** g.pmdShift)) return g.pmdShift;
+  return kvm.pageShift;
+}
+
+/** hva ≡ pa (mod size), and the size-aligned window around hva lies inside the VMA. */
+function pfnmapBlockFits(vma: Vma, hva: number, pa: number, size: number): boolean {
+  const hvaOff = hva - Math.floor(hva / size) * size;
+  const paOff = pa - Math.floor(pa / size) * size;
+  const lo = hva - hvaOff;
+  return hvaOff === paOff && lo >= vma.start && lo + size <= vma.end;
+}
+
+/**
+ * transparent_hugepage_adjust(): when the host maps hva with a PMD or larger leaf and a PMD
+ * block fits the memslot, promote the mapping to PMD_SIZE, aligning the vCPU's fault IPA
+ * and pfn (not the gfn). Returns the new size, or −EAGAIN when the host entry vanished.
+ */
+function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot, hva: number): number {
+  const g = kvm.granule;
+  const pmdSize = 2 ** g.pmdShift;
+  if (!faultSupportsStage2HugeMapping(memslot, hva, pmdSize, kvm.pageSize, pmdSize)) return kvm.pageSize;
+  // get_user_mapping_size(): the host's own leaf; an invalid one makes the fault replay.
+  const sz = kvm.mm.hostLeafSize(hva);
+  if (sz === 0) return EAGAIN;
+  if (sz < pmdSize) return kvm.pageSize;
+  vcpu.ufFaultIpa = Math.floor(vcpu.ufFaultIpa / pmdSize) * pmdSize;
+  const ptrsPerPmd = pmdSize / kvm.pageSize;
+  vcpu.faultin.pfn = Math.floor(vcpu.faultin.pfn / ptrsPerPmd) * ptrsPerPmd;
+  return pmdSize;
+}
+
+/**
+ * sanitise_mte_tags(kvm, pfn, size) (§4): the first stage-2 mapping of a page clears its
+ * tags. A hugetlb folio keeps the latch on its head (and only `size` worth of pages is
+ * cleared, though the whole folio is marked); other pages latch one by one.
+ */
+function sanitiseMteTags(kvm: Kvm, pfn: number, size: number): void {
+  if (!kvm.mte) return;
+  const phys = kvm.phys;
+  const nrPages = size / kvm.pageSize;
+  const before = phys.stats.mteTagClears;
+  if (phys.folioTestHugetlb(pfn)) {
+    if (phys.folioTryHugetlbMteTagging(pfn)) {
+      for (let i = 0; i < nrPages; i++) phys.mteClearPageTags(pfn + i);
+      phys.folioSetHugetlbMteTagged(pfn);
+    }
+  } else {
+    for (let i = 0; i < nrPages; i++) {
+      if (phys.tryPageMteTagging(pfn + i)) {
+        phys.mteClearPageTags(pfn + i);
+        phys.setPageMteTagged(pfn + i);
+      }
+    }
+  }
+  kvm.stats.mtePagesCleared += phys.stats.mteTagClears - before;
+}
+
+/**
+ * The early returns before mmu_lock (S12, and the 6.16/seed direct returns): with the
+ * page-leak fix the page is released; without it a held page stays held (a leak the run
+ * reports).
+ */
+function earlyReturn(kvm: Kvm, vcpu: Vcpu, ret: number): number {
+  if (kvm.kernel.releaseOnEarlyError) kvm.mm.releaseFaultinPage(vcpu.faultin, true, false);
+  else if (vcpu.faultin.page) {
+    kvm.diagnose(
+      `kernel ${kvm.kernel.name}: user_mem_abort returned ${ret} without releasing the page (leaked)`,
+    );
+    kvm.mm.releaseFaultinPage(vcpu.faultin, true, false);
+  }
+  return ret;
+}
+
+/**
+ * user_mem_abort(vcpu, fault_ipa, nested = NULL, memslot, hva, fault_is_perm): resolves a
+ * stage-2 translation or permission fault on memory backed by a memslot. Returns 0 (mapped,
+ * relaxed, or nothing to do: the guest retries) or a negative errno (−EFAULT, −ENOMEM,
+ * −EINVAL; −ENOEXEC for an exec fault on non-cacheable memory, which the caller turns into
+ * an injected instruction abort).
+ */
+export function userMemAbort(
+  vcpu: Vcpu,
+  faultIpa: number,
+  memslot: Memslot,
+  hva: number,
+  faultIsPerm: boolean,
+): number {
+  const kvm = vcpu.kvm;
+  const kernel = kvm.kernel;
+  const g = kvm.granule;
+  const pageSize = kvm.pageSize;
+  const esr = vcpu.esr;
+  const locks = kvm.locks;
+  let ret = 0;
+  let prot = KVM_PGTABLE_PROT_R;
+  let forcePte = false;
+  let s2ForceNoncacheable = false;
+  const loggingActive = memslotIsLogging(memslot);
+  let ipa = faultIpa;
+  vcpu.ufFaultIpa = faultIpa;
+
+  // S1. Classify the fault.
+  let faultGranule = 0;
+  if (faultIsPerm) faultGranule = 2 ** ((g.pageShift - 3) * (4 - esrFaultLevel(esr)) + 3);
+  const writeFault = kvmIsWriteFault(esr);
+  const execFault = kvmIsExecFault(esr);
+  if (faultIsPerm && !writeFault && !execFault) {
+    kvm.diagnose('Unexpected L2 read permission error');
+    return EFAULT;
+  }
+
+  // S2. Top up the memcache unless this is a permission fault that needs no new table.
+  const memcache = vcpu.memcache;
+  if (!faultIsPerm || (loggingActive && writeFault)) {
+    const r = memcache.topup(kvm.pgt.geo.minCachePages);
+    if (r) return r;
+  }
+
+  // S3. Find the VMA under mmap_lock.
+  locks.mmapReadLock();
+  const vma = kvm.mm.vmaLookup(hva);
+  if (vma === undefined) {
+    locks.mmapReadUnlock();
+    return EFAULT;
+  }
+
+  // S4. Page-size choice, then the clamps (each falls through to the next).
+  let vmaShift: number;
+  if (loggingActive) {
+    forcePte = true;
+    vmaShift = g.pageShift;
+  } else {
+    vmaShift = getVmaPageShift(kvm, vma, hva);
+  }
+  const pud = 2 ** g.pudShift;
+  const pmd = 2 ** g.pmdShift;
+  if (vmaShift === g.pudShift) {
+    if (!faultSupportsStage2HugeMapping(memslot, hva, pud, pageSize, pmd)) vmaShift = g.contPmdShift;
+  }
+  if (vmaShift === g.contPmdShift) vmaShift = g.pmdShift;
+  if (vmaShift === g.pmdShift) {
+    if (!faultSupportsStage2HugeMapping(memslot, hva, pmd, pageSize, pmd)) vmaShift = g.contPteShift;
+  }
+  if (vmaShift === g.contPteShift) {
+    vmaShift = g.pageShift;
+    forcePte = true;
+  }
+  if (vmaShift !== g.pageShift && vmaShift !== g.pmdShift && vmaShift !== g.pudShift) {
+    kvm.diagnose(`Unknown vma_shift ${vmaShift}`);
+  }
+  let vmaPagesize = 2 ** vmaShift;
+
+  // S6. In 6.17 only PMD/PUD mappings round the IPA down.
+  if (vmaPagesize === pmd || vmaPagesize === pud) {
+    ipa = Math.floor(ipa / vmaPagesize) * vmaPagesize;
+    vcpu.ufFaultIpa = Math.floor(vcpu.ufFaultIpa / vmaPagesize) * vmaPagesize;
+  }
+  const gfn = Math.floor(ipa / pageSize);
+
+  // S7. Snapshot what the rest needs from the VMA; the pointer is not used after the unlock.
+  const vmFlags = vma.vmFlags;
+  const mteAllowed = (vmFlags & VM_MTE_ALLOWED) !== 0;
+  const vfioAllowAnyUc = (vmFlags & VM_ALLOW_ANY_UNCACHED) !== 0;
+  const isVmaCacheable = kvmVmaIsCacheable(vma);
+
+  // The seed's COW PFNMAP refusal: returned as written, with mmap_lock still held.
+  if (kernel.cowPfnmapEinval && vmFlags & VM_PFNMAP && isCowMapping(vmFlags)) return EINVAL;
+
+  // S8. Sample the invalidation sequence, then drop mmap_lock.
+  const mmuSeq = kvm.notifier.seq;
+  locks.mmapReadUnlock();
+
+  // S9. Look up the pfn (GUP, or the PFNMAP walk), faulting the host page in.
+  const faultin = vcpu.faultin;
+  kvm.mm.faultinPfn(hva, writeFault, faultin);
+  let writable = faultin.writable && (memslot.flags & KVM_MEM_READONLY) === 0;
+  if (faultin.err === KVM_PFN_ERR_HWPOISON) {
+    // kvm_send_hwpoison_signal(hva, vma_shift): SIGBUS, BUS_MCEERR_AR.
+    vcpu.sigbus = true;
+    vcpu.sigbusLsb = faultin.vmaShift;
+    return 0;
+  }
+  if (faultin.err !== FAULTIN_OK) return EFAULT;
+  // The window between the pfn lookup and mmu_lock, where a racing invalidation lands.
+  kvm.notifier.raceWindow();
+
+  // S10. Memory-type classification: can the host maintain this pfn's caches?
+  const outsideLinearMap = !kvm.phys.pfnIsMapMemory(faultin.pfn);
+  const noCmo =
+    kernel.deviceTest === 'pfn'
+      ? outsideLinearMap
+      : (vmFlags & (VM_PFNMAP | VM_MIXEDMAP)) !== 0 && outsideLinearMap;
+  if (noCmo) {
+    if (kernel.vmaCacheable && isVmaCacheable) {
+      if (kernel.cacheableCheck === 'early-efault' && !kvmSupportsCacheablePfnmap(kvm.cpu)) ret = EFAULT;
+    } else {
+      s2ForceNoncacheable = true;
+    }
+  } else if (loggingActive && !writeFault) {
+    writable = false;
+  }
+
+  // S11. Executing from device or non-cacheable memory is refused.
+  if (execFault && s2ForceNoncacheable) ret = ENOEXEC;
+
+  // S12. Early failure.
+  if (ret) return earlyReturn(kvm, vcpu, ret);
+
+  // L. Under the mmu_lock read side: faults run concurrently; the walker uses cmpxchg.
+  locks.mmuReadLock();
+  const pgt = kvm.pgt;
+  out: {
+    // L1. Retry if an invalidation ran or is running since mmu_seq was sampled.
+    if (kvm.notifier.mmuInvalidateRetry(mmuSeq)) {
+      ret = EAGAIN;
+      break out;
+    }
+
+    // L2. Block promotion (permission faults reuse the existing block; else THP).
+    if (vmaPagesize === pageSize && !(forcePte || s2ForceNoncacheable)) {
+      if (faultIsPerm && faultGranule > pageSize) vmaPagesize = faultGranule;
+      else vmaPagesize = transparentHugepageAdjust(kvm, vcpu, memslot, hva);
+      if (vmaPagesize < 0) {
+        ret = vmaPagesize;
+        break out;
+      }
+    }
+
+    // L3. MTE: first mappings of a page clear its tags; a VMA that cannot hold tags fails.
+    if (!faultIsPerm && !s2ForceNoncacheable && kvm.mte) {
+      if (mteAllowed) sanitiseMteTags(kvm, faultin.pfn, vmaPagesize);
+      else {
+        ret = EFAULT;
+        break out;
+      }
+    }
+
+    // The seed's late refusal of any cacheable VMA on a CPU without FWB+DIC.
+    if (kernel.cacheableCheck === 'late-einval' && isVmaCacheable && !kvmSupportsCacheablePfnmap(kvm.cpu)) {
+      ret = EINVAL;
+      break out;
+    }
+
+    // L4. Protection bits.
+    if (writable) prot |= KVM_PGTABLE_PROT_W;
+    if (execFault) prot |= KVM_PGTABLE_PROT_X;
+    if (s2ForceNoncacheable) prot |= vfioAllowAnyUc ? KVM_PGTABLE_PROT_NORMAL_NC : KVM_PGTABLE_PROT_DEVICE;
+    else if (kvm.cpu.dic) prot |= KVM_PGTABLE_PROT_X;
+
+    // L5. Relax an existing leaf of the right size, or map.
+    const heldBefore = memcache.nobjs;
+    if (faultIsPerm && vmaPagesize === faultGranule) {
+      kvm.stats.relaxes++;
+      ret = pgt.relaxPerms(vcpu.ufFaultIpa, prot, FAULT_WALK_FLAGS);
+    } else {
+      kvm.stats.maps++;
+      ret = pgt.map(vcpu.ufFaultIpa, vmaPagesize, faultin.pfn * pageSize, prot, memcache, FAULT_WALK_FLAGS);
+    }
+    kvm.stats.tablePagesAllocated += heldBefore - memcache.nobjs;
+  }
+
+  // Exit: release the page under the lock, then mark it dirty after the unlock.
+  kvm.mm.releaseFaultinPage(faultin, ret !== 0, writable);
+  locks.mmuReadUnlock();
+  if (writable && ret === 0) markPageDirtyInSlot(memslot, gfn);
+  return ret === EAGAIN ? 0 : ret;
+}

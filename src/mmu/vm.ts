@@ -1,0 +1,488 @@
+/**
+ * A KVM VM on the modelled host: its stage-2 table, memslots, the MMU-notifier side of KVM
+ * (invalidate and age stage 2 when the host changes its mappings), dirty logging, and the
+ * accounting every access reports. The abort handler and user_mem_abort() are in abort.ts
+ * and fault.ts; the vCPU loop in vcpu.ts.
+ */
+
+import { EFAULT, EINVAL } from '../pgtable/descriptor.js';
+import type { GranuleSize } from '../pgtable/geometry.js';
+import { MemCache } from '../pgtable/pool.js';
+import type { Stage2Events } from '../pgtable/pool.js';
+import { Stage2PageTable } from '../pgtable/stage2.js';
+import type { CpuFeatures } from './cpu.js';
+import { kvmSupportsCacheablePfnmap } from './cpu.js';
+import { getAndClearDirty } from './dirty.js';
+import { GRANULE_16K, GRANULE_4K, GRANULE_64K } from './host/granule.js';
+import type { HostGranule } from './host/granule.js';
+import { Mm } from './host/mm.js';
+import { MmuNotifier } from './host/notifier.js';
+import { PhysMem } from './host/physmem.js';
+import type { PhysRegion } from './host/physmem.js';
+import { forEachVmaInRange, kvmVmaIsCacheable, VM_MTE_ALLOWED, VM_PFNMAP } from './host/vma.js';
+import { KERNELS } from './kernel.js';
+import type { KernelModel, KernelName } from './kernel.js';
+import { LockTracker } from './locks.js';
+import {
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  MemslotGenerations,
+  forEachHvaRangeGfns,
+  gfnToMemslot,
+} from './memslots.js';
+import type { Memslot, MemslotSpec } from './memslots.js';
+
+/**
+ * What the modelled hardware and host did during one access (or any span the caller
+ * chooses): the figures a scenario reports and the cost model prices. Reset per access.
+ */
+export class AccessStats {
+  /** Stage-2 faults taken. */
+  faults = 0;
+  /** kvm_pgtable_stage2_map calls from the fault path. */
+  maps = 0;
+  /** kvm_pgtable_stage2_relax_perms calls. */
+  relaxes = 0;
+  /** Access-flag faults handled (mkyoung). */
+  mkyoungs = 0;
+  /** TLBI requests: by IPA (inner shareable), by IPA local, by range, whole VMID. */
+  tlbiIpa = 0;
+  tlbiIpaNsh = 0;
+  tlbiRange = 0;
+  tlbiVmid = 0;
+  /** Bytes the host really cleaned to PoC (zero with FWB: the callback does nothing). */
+  dcacheBytes = 0;
+  /** dcache_clean_inval_poc calls the page-table code made (with FWB too). */
+  dcacheCalls = 0;
+  /** Bytes of I-cache invalidation by range (zero with DIC). */
+  icacheBytes = 0;
+  /** icache_inval_pou calls the page-table code made. */
+  icacheCalls = 0;
+  /** Ranges large enough that the host invalidated the whole I-cache instead. */
+  icacheInvalAll = 0;
+  /** Stage-2 table pages allocated (taken from the memcache). */
+  tablePagesAllocated = 0;
+  /** Host pages (in 4K/16K/64K units) newly allocated and zeroed by host faults. */
+  hostPagesZeroed = 0;
+  /** Pages whose MTE tags were cleared. */
+  mtePagesCleared = 0;
+  /** userfaultfd missing-page events. */
+  uffdEvents = 0;
+  /** Exits to userspace (MMIO, NISV). */
+  exits = 0;
+
+  /** TLBI requests of every kind. */
+  get tlbi(): number {
+    return this.tlbiIpa + this.tlbiIpaNsh + this.tlbiRange + this.tlbiVmid;
+  }
+
+  /** Zeroes every counter. */
+  reset(): void {
+    this.faults = this.maps = this.relaxes = this.mkyoungs = 0;
+    this.tlbiIpa = this.tlbiIpaNsh = this.tlbiRange = this.tlbiVmid = 0;
+    this.dcacheBytes = this.dcacheCalls = this.icacheBytes = this.icacheCalls = this.icacheInvalAll = 0;
+    this.tablePagesAllocated = this.hostPagesZeroed = this.mtePagesCleared = this.uffdEvents = this.exits = 0;
+  }
+
+  /** Adds another span's counters into this one. */
+  add(o: AccessStats): void {
+    this.faults += o.faults;
+    this.maps += o.maps;
+    this.relaxes += o.relaxes;
+    this.mkyoungs += o.mkyoungs;
+    this.tlbiIpa += o.tlbiIpa;
+    this.tlbiIpaNsh += o.tlbiIpaNsh;
+    this.tlbiRange += o.tlbiRange;
+    this.tlbiVmid += o.tlbiVmid;
+    this.dcacheBytes += o.dcacheBytes;
+    this.dcacheCalls += o.dcacheCalls;
+    this.icacheBytes += o.icacheBytes;
+    this.icacheCalls += o.icacheCalls;
+    this.icacheInvalAll += o.icacheInvalAll;
+    this.tablePagesAllocated += o.tablePagesAllocated;
+    this.hostPagesZeroed += o.hostPagesZeroed;
+    this.mtePagesCleared += o.mtePagesCleared;
+    this.uffdEvents += o.uffdEvents;
+    this.exits += o.exits;
+  }
+}
+
+/**
+ * MAX_DVM_OPS (= PTRS_PER_PTE) << (CTR_EL0.IminLine + 2): above this many bytes,
+ * __invalidate_icache_guest_page() invalidates the whole I-cache (icache_inval_all_pou)
+ * rather than walking the range. IminLine is taken as 4 (64-byte lines).
+ */
+export function icacheRangeLimit(pageSize: number): number {
+  return (pageSize / 8) * 2 ** (4 + 2);
+}
+
+/**
+ * kvm_s2_mm_ops' TLBI and cache-maintenance callbacks as the host runs them, feeding the
+ * current AccessStats: clean_dcache_guest_page does nothing with FWB,
+ * invalidate_icache_guest_page nothing with DIC and the whole I-cache for large ranges.
+ */
+class KvmMmOps implements Stage2Events {
+  stats: AccessStats;
+  private readonly fwb: boolean;
+  private readonly dic: boolean;
+  private readonly icacheLimit: number;
+  constructor(stats: AccessStats, fwb: boolean, dic: boolean, pageSize: number) {
+    this.stats = stats;
+    this.fwb = fwb;
+    this.dic = dic;
+    this.icacheLimit = icacheRangeLimit(pageSize);
+  }
+  tlbiVmidIpa(): void {
+    this.stats.tlbiIpa++;
+  }
+  tlbiVmidIpaNsh(): void {
+    this.stats.tlbiIpaNsh++;
+  }
+  tlbiVmidRange(): void {
+    this.stats.tlbiRange++;
+  }
+  tlbiVmid(): void {
+    this.stats.tlbiVmid++;
+  }
+  dcacheCleanInvalPoc(_pa: number, size: number): void {
+    this.stats.dcacheCalls++;
+    if (!this.fwb) this.stats.dcacheBytes += size;
+  }
+  icacheInvalPou(_pa: number, size: number): void {
+    this.stats.icacheCalls++;
+    if (this.dic) return;
+    if (size > this.icacheLimit) this.stats.icacheInvalAll++;
+    else this.stats.icacheBytes += size;
+  }
+}
+
+/** A Stage2Events that forwards to two sinks (the VM's accounting and a user's recorder). */
+class TeeEvents implements Stage2Events {
+  readonly a: Stage2Events;
+  readonly b: Stage2Events;
+  constructor(a: Stage2Events, b: Stage2Events) {
+    this.a = a;
+    this.b = b;
+  }
+  tlbiVmidIpa(ipa: number, level: number): void {
+    this.a.tlbiVmidIpa(ipa, level);
+    this.b.tlbiVmidIpa(ipa, level);
+  }
+  tlbiVmidIpaNsh(ipa: number, level: number): void {
+    this.a.tlbiVmidIpaNsh(ipa, level);
+    this.b.tlbiVmidIpaNsh(ipa, level);
+  }
+  tlbiVmidRange(addr: number, size: number): void {
+    this.a.tlbiVmidRange(addr, size);
+    this.b.tlbiVmidRange(addr, size);
+  }
+  tlbiVmid(): void {
+    this.a.tlbiVmid();
+    this.b.tlbiVmid();
+  }
+  dcacheCleanInvalPoc(pa: number, size: number): void {
+    this.a.dcacheCleanInvalPoc(pa, size);
+    this.b.dcacheCleanInvalPoc(pa, size);
+  }
+  icacheInvalPou(pa: number, size: number): void {
+    this.a.icacheInvalPou(pa, size);
+    this.b.icacheInvalPou(pa, size);
+  }
+}
+
+/** How a VM is built: the host and the VM's own settings. */
+export interface KvmOptions {
+  cpu: CpuFeatures;
+  granule: GranuleSize;
+  /** Host physical address size (PARange), default 48: get_kvm_ipa_limit(). */
+  paBits?: number;
+  physical: readonly PhysRegion[];
+  ipaBits?: number;
+  /** KVM_CAP_ARM_MTE. */
+  mte?: boolean;
+  /** KVM_CAP_ARM_NISV_TO_USER. */
+  nisvToUser?: boolean;
+  kernel?: KernelName;
+  /** An extra sink for the page-table code's TLBI and CMO calls (debugging, tests). */
+  events?: Stage2Events;
+  /** Memcache capacity; default KVM's 40 pages. */
+  memcacheCapacity?: number;
+}
+
+/** One line of the run's diagnostics, with the step it happened in when known. */
+export type Diagnostic = string;
+
+/** The host granule description for a PAGE_SIZE. */
+function hostGranule(g: GranuleSize): HostGranule {
+  return g === 4096 ? GRANULE_4K : g === 16384 ? GRANULE_16K : GRANULE_64K;
+}
+
+/**
+ * struct kvm for arm64, with the host it runs on: physical memory, the VMM's mm, the
+ * stage-2 table, memslots and the MMU-notifier hooks.
+ */
+export class Kvm {
+  readonly cpu: CpuFeatures;
+  readonly kernel: KernelModel;
+  readonly granule: HostGranule;
+  readonly pageSize: GranuleSize;
+  readonly pageShift: number;
+  /** get_kvm_ipa_limit(): the largest IPA size the host supports (its PARange). */
+  readonly ipaLimitBits: number;
+  readonly ipaBits: number;
+  /** kvm_has_mte(). */
+  readonly mte: boolean;
+  readonly nisvToUser: boolean;
+  readonly phys: PhysMem;
+  readonly notifier: MmuNotifier;
+  readonly mm: Mm;
+  readonly pgt: Stage2PageTable;
+  readonly memslots = new MemslotGenerations();
+  readonly locks = new LockTracker();
+  /** The accounting the page-table callbacks and the fault path feed (swap per access). */
+  stats = new AccessStats();
+  /** Whole-run totals (the runner adds each access's stats). */
+  readonly totals = new AccessStats();
+  /** Diagnostics: lock-balance violations, leaked pages, warnings. */
+  readonly diagnostics: Diagnostic[] = [];
+  readonly memcacheCapacity: number;
+  private readonly mmOps: KvmMmOps;
+
+  constructor(opts: KvmOptions) {
+    this.cpu = opts.cpu;
+    this.kernel = KERNELS[opts.kernel ?? '6.17'];
+    this.pageSize = opts.granule;
+    this.granule = hostGranule(opts.granule);
+    this.pageShift = this.granule.pageShift;
+    this.ipaLimitBits = opts.paBits ?? 48;
+    this.ipaBits = opts.ipaBits ?? 40;
+    if (this.ipaBits > this.ipaLimitBits) {
+      throw new RangeError(
+        `ipaBits ${this.ipaBits} exceeds the host's IPA limit (${this.ipaLimitBits} bits)`,
+      );
+    }
+    this.mte = (opts.mte ?? false) && opts.cpu.mte;
+    if ((opts.mte ?? false) && !opts.cpu.mte) throw new RangeError('vm.mte needs a CPU with MTE');
+    this.nisvToUser = opts.nisvToUser ?? false;
+    this.phys = new PhysMem(this.granule, opts.physical, { mte: opts.cpu.mte });
+    this.notifier = new MmuNotifier();
+    this.mm = new Mm(this.phys, this.notifier);
+    this.mmOps = new KvmMmOps(this.stats, opts.cpu.fwb, opts.cpu.dic, opts.granule);
+    this.pgt = new Stage2PageTable({
+      granule: opts.granule,
+      ipaBits: this.ipaBits,
+      fwb: opts.cpu.fwb,
+      tlbiRange: opts.cpu.tlbiRange,
+      events: opts.events ? new TeeEvents(this.mmOps, opts.events) : this.mmOps,
+    });
+    this.memcacheCapacity = opts.memcacheCapacity ?? 40;
+    this.notifier.subscribe({
+      invalidateRange: (s, e) => this.mmuNotifierInvalidateRange(s, e),
+      clearYoung: (s, e) => this.mmuNotifierClearYoung(s, e),
+    });
+  }
+
+  /** Points the accounting at `stats` (the current access's). */
+  setStats(stats: AccessStats): void {
+    this.stats = stats;
+    this.mmOps.stats = stats;
+  }
+
+  /** A new vCPU memcache over this VM's table pool. */
+  newMemcache(): MemCache {
+    return new MemCache(this.pgt.pool, this.memcacheCapacity);
+  }
+
+  /** kvm_phys_size(): 2^ipaBits. */
+  get physSize(): number {
+    return 2 ** this.ipaBits;
+  }
+
+  /** Table pages the stage-2 tree holds now (the PGD included). */
+  get tablePages(): number {
+    return this.pgt.countTables();
+  }
+
+  // ---- MMU notifiers (virt/kvm/kvm_main.c → arch/arm64/kvm/mmu.c) -------------------
+
+  /**
+   * kvm_mmu_notifier_invalidate_range_start() → kvm_unmap_gfn_range(): unmaps the stage-2
+   * range of every memslot the hva range touches, under the mmu_lock write side.
+   * (The notifier itself counts mmu_invalidate_in_progress and the sequence.)
+   */
+  private mmuNotifierInvalidateRange(hvaStart: number, hvaEnd: number): void {
+    this.locks.mmuWriteLock();
+    forEachHvaRangeGfns(this.memslots.current, hvaStart, hvaEnd, this.pageShift, (_slot, gs, ge) => {
+      this.pgt.unmap(gs * this.pageSize, (ge - gs) * this.pageSize);
+    });
+    this.locks.mmuWriteUnlock();
+  }
+
+  /** kvm_mmu_notifier_clear_young() → kvm_age_gfn(): stage-2 mkold over the range. */
+  private mmuNotifierClearYoung(hvaStart: number, hvaEnd: number): boolean {
+    let young = false;
+    this.locks.mmuWriteLock();
+    forEachHvaRangeGfns(this.memslots.current, hvaStart, hvaEnd, this.pageShift, (_slot, gs, ge) => {
+      if (this.pgt.testClearYoung(gs * this.pageSize, (ge - gs) * this.pageSize, true)) young = true;
+    });
+    this.locks.mmuWriteUnlock();
+    return young;
+  }
+
+  /**
+   * The MMU notifier's clear_young over the host range that backs [ipa, ipa + size):
+   * what the host's page aging does to a guest. Returns whether any leaf was young.
+   */
+  ageIpaRange(ipa: number, size: number): boolean {
+    let young = false;
+    const ps = this.pageSize;
+    const first = Math.floor(ipa / ps);
+    const last = Math.ceil((ipa + size) / ps);
+    for (const slot of this.memslots.current.slots) {
+      const a = Math.max(first, slot.baseGfn);
+      const b = Math.min(last, slot.baseGfn + slot.npages);
+      if (a >= b) continue;
+      const hva = slot.userspaceAddr + (a - slot.baseGfn) * ps;
+      if (this.notifier.clearYoung(hva, hva + (b - a) * ps)) young = true;
+    }
+    return young;
+  }
+
+  // ---- memslots (arch/arm64/kvm/mmu.c) ------------------------------------------------
+
+  /**
+   * kvm_arch_prepare_memory_region() for a create, move or flags-only change (§6):
+   * the slot must lie in the IPA space; an MTE VM needs VM_MTE_ALLOWED on every VMA; a
+   * VM_PFNMAP VMA refuses dirty logging and (from the series on) a cacheable mapping the
+   * CPU cannot support. Returns 0 or a negative errno.
+   */
+  kvmArchPrepareMemoryRegion(spec: MemslotSpec): number {
+    if (spec.baseGfn + spec.npages > this.physSize / this.pageSize) return EFAULT;
+    const start = spec.userspaceAddr;
+    const end = start + spec.npages * this.pageSize;
+    let ret = 0;
+    this.locks.mmapReadLock();
+    forEachVmaInRange(this.mm.vmas, start, end, (vma) => {
+      if (ret) return;
+      if (this.mte && (vma.vmFlags & VM_MTE_ALLOWED) === 0) {
+        ret = EINVAL;
+        return;
+      }
+      if (vma.vmFlags & VM_PFNMAP) {
+        if (spec.flags & KVM_MEM_LOG_DIRTY_PAGES) ret = EINVAL;
+        else if (
+          this.kernel.memslotCacheableCheck &&
+          kvmVmaIsCacheable(vma) &&
+          !kvmSupportsCacheablePfnmap(this.cpu)
+        ) {
+          ret = EINVAL;
+        }
+      }
+    });
+    this.locks.mmapReadUnlock();
+    return ret;
+  }
+
+  /**
+   * KVM_SET_USER_MEMORY_REGION creating a slot: the arch check, then the new memslot
+   * generation; with dirty logging, the commit write-protects the slot. Returns 0 or a
+   * negative errno (the slot then does not exist).
+   */
+  createMemslot(spec: MemslotSpec): number {
+    const r = this.kvmArchPrepareMemoryRegion(spec);
+    if (r) return r;
+    const ret = this.memslots.install(spec);
+    if (ret) return ret;
+    if (spec.flags & KVM_MEM_LOG_DIRTY_PAGES) this.kvmMmuWpMemoryRegion(spec.id);
+    return 0;
+  }
+
+  /**
+   * Deleting a slot: kvm_arch_flush_shadow_memslot() unmaps its stage-2 range, then the
+   * new generation drops it. Returns 0 or −EINVAL for an unknown slot.
+   */
+  deleteMemslot(id: number): number {
+    const slot = this.memslots.byId(id);
+    if (!slot) return EINVAL;
+    this.locks.mmuWriteLock();
+    this.pgt.unmap(slot.baseGfn * this.pageSize, slot.npages * this.pageSize);
+    this.locks.mmuWriteUnlock();
+    return this.memslots.delete(id);
+  }
+
+  /**
+   * A flags-only update turning dirty logging on or off. Enabling runs the arch check, then
+   * kvm_mmu_wp_memory_region(): write-protect the whole slot and flush its TLB range
+   * (KVM_DIRTY_LOG_INITIALLY_SET and eager splitting are off, as by default). Disabling
+   * leaves stage 2 alone. Returns 0 or a negative errno.
+   */
+  setDirtyLogging(id: number, enable: boolean): number {
+    const slot = this.memslots.byId(id);
+    if (!slot) return EINVAL;
+    const flags = enable ? slot.flags | KVM_MEM_LOG_DIRTY_PAGES : slot.flags & ~KVM_MEM_LOG_DIRTY_PAGES;
+    if (flags === slot.flags) return 0;
+    if (enable) {
+      const r = this.kvmArchPrepareMemoryRegion({ ...slot, flags });
+      if (r) return r;
+    }
+    const ret = this.memslots.updateFlags(id, flags);
+    if (ret) return ret;
+    if (enable && (flags & KVM_MEM_READONLY) === 0) this.kvmMmuWpMemoryRegion(id);
+    return 0;
+  }
+
+  /**
+   * kvm_mmu_wp_memory_region(): write-protects a slot's stage-2 range under the mmu_lock
+   * write side, then kvm_flush_remote_tlbs_memslot().
+   */
+  private kvmMmuWpMemoryRegion(id: number): void {
+    const slot = this.memslots.byId(id);
+    if (!slot) return;
+    const start = slot.baseGfn * this.pageSize;
+    const size = slot.npages * this.pageSize;
+    this.locks.mmuWriteLock();
+    this.pgt.wrprotect(start, size);
+    this.locks.mmuWriteUnlock();
+    this.flushRemoteTlbsRange(start, size);
+  }
+
+  /** kvm_flush_remote_tlbs_range() → kvm_tlb_flush_vmid_range(). */
+  private flushRemoteTlbsRange(start: number, size: number): void {
+    if (this.cpu.tlbiRange) this.pgt.events.tlbiVmidRange(start, size);
+    else this.pgt.events.tlbiVmid();
+  }
+
+  /**
+   * KVM_GET_DIRTY_LOG without manual protection: collects and clears the slot's dirty
+   * bitmap, write-protects each dirty page again (kvm_arch_mmu_enable_log_dirty_pt_masked)
+   * and flushes the slot's TLB range. Returns the dirty gfns, ascending, or a negative errno.
+   */
+  getAndClearDirtyLog(id: number): number[] | number {
+    const slot = this.memslots.byId(id);
+    if (!slot || slot.dirtyBitmap === null) return EINVAL;
+    const gfns: number[] = [];
+    getAndClearDirty(slot, gfns);
+    if (gfns.length) {
+      this.locks.mmuWriteLock();
+      for (const gfn of gfns) this.pgt.wrprotect(gfn * this.pageSize, this.pageSize);
+      this.locks.mmuWriteUnlock();
+      this.flushRemoteTlbsRange(slot.baseGfn * this.pageSize, slot.npages * this.pageSize);
+    }
+    return gfns;
+  }
+
+  /** gfn_to_memslot() in the current generation. */
+  gfnToMemslot(gfn: number): Memslot | undefined {
+    return gfnToMemslot(this.memslots.current, gfn);
+  }
+
+  /** Records a diagnostic line. */
+  diagnose(msg: string): void {
+    this.diagnostics.push(msg);
+  }
+
+  /** A one-line description of the VM for reports. */
+  describe(): string {
+    return `${this.ipaBits}-bit IPA, ${this.pageSize / 1024}K granule, kernel ${this.kernel.name}, ${this.pgt.geo.pgdPages} PGD page(s) at level ${this.pgt.geo.startLevel}`;
+  }
+}
