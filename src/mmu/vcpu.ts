@@ -21,6 +21,9 @@ import { kvmHandleGuestAbort } from './abort.js';
 import { EXIT_ARM_NISV, EXIT_NONE, INJECTED_DABT, INJECTED_IABT, INJECTED_NONE } from './exits.js';
 import { fscFor, makeEsr } from './esr.js';
 import { newFaultinResult } from './host/mm.js';
+import { S1_DESC, S1_DONE, Stage1Walk } from './stage1.js';
+import type { GuestStage1 } from './stage1.js';
+import { SH_ISH, combineS1S2Attrs, combinedAttr, mairText } from '../pgtable/memattr.js';
 import type { FaultinResult } from './host/mm.js';
 import type { HvaProt } from './memslots.js';
 import { AccessStats } from './vm.js';
@@ -38,6 +41,8 @@ export const ACC_ST_PREIDX = 5;
 export const ACC_DC_ZVA = 6;
 /** A cache-maintenance instruction (CM = 1, WnR = 1). */
 export const ACC_DC_CIVAC = 7;
+/** AT S1E1R: a stage-1 walk only (its descriptor reads are stage-2 accesses). */
+export const ACC_AT = 8;
 
 /** Access kind names, indexed by ACC_*. */
 export const ACCESS_NAMES = [
@@ -49,6 +54,7 @@ export const ACCESS_NAMES = [
   'st-preidx',
   'dc-zva',
   'dc-civac',
+  'at',
 ] as const;
 
 /** Outcomes of an access (scenario-format.md). */
@@ -91,7 +97,12 @@ export interface FaultRecord {
 /** The result of one access, reused between accesses (copy what you keep). */
 export class AccessResult {
   access = 0;
+  /** The IPA accessed (with a guest stage 1: the VA's translation, or the VA if it had none). */
   ipa = 0;
+  /** With a guest stage 1: the VA the access named; −1 without. */
+  va = -1;
+  /** An abort the guest took from its own stage 1 (no stage-2 fault, KVM not involved). */
+  stage1Fault = false;
   outcome = OUT_DONE;
   /** For OUT_ERROR: the negative errno. */
   errno = 0;
@@ -147,6 +158,11 @@ export class Vcpu {
   readonly kvm: Kvm;
   readonly memcache: MemCache;
   readonly hw: HwWalker;
+  /** The guest's stage 1, or null when it runs with stage 1 off. */
+  readonly stage1: GuestStage1 | null;
+  private readonly s1walk = new Stage1Walk();
+  /** (stage-2 leaf IPA, attrIndx) pairs already reported by the attribute audit. */
+  private readonly audited = new Set<number>();
   private readonly walk = new HwWalkResult();
   private readonly leaf = new LeafResult();
   /** ESR_EL2 of the abort. */
@@ -169,17 +185,18 @@ export class Vcpu {
   sigbusLsb = 0;
   mmioIpa = 0;
 
-  constructor(kvm: Kvm) {
+  constructor(kvm: Kvm, stage1: GuestStage1 | null = null) {
     this.kvm = kvm;
     this.memcache = kvm.newMemcache();
     this.hw = new HwWalker(kvm.pgt);
+    this.stage1 = stage1;
   }
 
   /**
    * One guest access at `ipa` (stage 1 off): walk, fault, handle, retry. Fills `out`
    * (which also receives this access's AccessStats). Returns the outcome.
    */
-  access(kind: number, ipa: number, out: AccessResult): number {
+  access(kind: number, addr: number, out: AccessResult): number {
     const kvm = this.kvm;
     const stats = out.stats;
     stats.reset();
@@ -187,10 +204,13 @@ export class Vcpu {
     const zeroedBefore = kvm.phys.stats.zeroedPages;
     const uffdBefore = kvm.mm.stats.uffdEvents;
     out.access = kind;
-    out.ipa = ipa;
+    out.ipa = addr;
+    out.va = this.stage1 ? addr : -1;
+    out.stage1Fault = false;
     out.nFaults = 0;
     out.errno = 0;
-    out.outcome = this.run(kind, ipa, out);
+    out.outcome = this.run(kind, addr, out);
+    const ipa = out.ipa;
     stats.hostPagesZeroed = kvm.phys.stats.zeroedPages - zeroedBefore;
     stats.uffdEvents = kvm.mm.stats.uffdEvents - uffdBefore;
     kvm.totals.add(stats);
@@ -214,61 +234,138 @@ export class Vcpu {
     return out.outcome;
   }
 
-  private run(kind: number, ipa: number, out: AccessResult): number {
-    const kvm = this.kvm;
+  private run(kind: number, addr: number, out: AccessResult): number {
     const w = this.walk;
+    const s1 = this.stage1;
+    const sw = this.s1walk;
     const iabt = kind === ACC_EXEC;
     const isv = kind === ACC_READ || kind === ACC_WRITE;
     const cm = kind === ACC_DC_CIVAC;
     const writeKind = kind === ACC_WRITE || kind === ACC_ST_PREIDX || kind === ACC_DC_ZVA || cm;
     for (let n = 0; ; n++) {
+      if (n >= LIVELOCK_FAULTS) {
+        this.kvm.diagnose(`livelock: ${ACCESS_NAMES[kind]} at 0x${addr.toString(16)} faulted ${n} times`);
+        return OUT_LIVELOCK;
+      }
+      let ipa = addr;
+      if (s1 !== null) {
+        // The guest's stage-1 walk: each descriptor read is a stage-2 access to its IPA.
+        s1.begin(addr, sw);
+        let st = S1_DESC;
+        let ok: boolean;
+        for (;;) {
+          ok = this.hw.walk(sw.descIpa, sw.descWrite ? ACCESS_WRITE : ACCESS_READ, w);
+          if (!ok) break;
+          st = s1.step(sw, writeKind || kind === ACC_CAS, iabt);
+          if (st !== S1_DESC) break;
+        }
+        if (!ok) {
+          const o = this.takeAbort(out, iabt, sw.descWrite, false, true, false, sw.descIpa, addr);
+          if (o >= 0) return o;
+          continue;
+        }
+        if (st !== S1_DONE) {
+          // The guest's own translation fault: taken at its EL1, or reported in PAR_EL1 by AT.
+          if (kind === ACC_AT) return OUT_DONE;
+          out.stage1Fault = true;
+          return iabt ? OUT_IABT : OUT_DABT;
+        }
+        ipa = sw.ipa;
+        out.ipa = ipa;
+        if (kind === ACC_AT) return OUT_DONE;
+      }
       // The hardware: a read walk first for an atomic (its translation and access-flag
       // faults report a read), then the write permission check.
-      let hwAccess: AccessKind = iabt ? ACCESS_EXEC : writeKind ? ACCESS_WRITE : ACCESS_READ;
-      if (cm) hwAccess = ACCESS_READ;
+      const hwAccess: AccessKind = iabt ? ACCESS_EXEC : writeKind && !cm ? ACCESS_WRITE : ACCESS_READ;
       let wnr = writeKind;
       let ok = this.hw.walk(ipa, hwAccess, w);
       if (ok && kind === ACC_CAS) {
         ok = this.hw.walk(ipa, ACCESS_WRITE, w);
         wnr = !ok && w.fault === FAULT_PERMISSION;
       }
-      if (ok) return OUT_DONE;
-      if (n >= LIVELOCK_FAULTS) {
-        kvm.diagnose(`livelock: ${ACCESS_NAMES[kind]} at 0x${ipa.toString(16)} faulted ${n} times`);
-        return OUT_LIVELOCK;
+      if (ok) {
+        if (s1 !== null) this.auditAttributes(sw, w);
+        return OUT_DONE;
       }
-      // The abort: syndrome, HPFAR (the 4K page of the IPA) and FAR.
-      this.esr = makeEsr(iabt, fscFor(w.fault, w.level), wnr, isv, false, cm);
-      this.faultIpa = Math.floor(ipa / 4096) * 4096;
-      this.far = ipa;
-      this.exitReason = EXIT_NONE;
-      this.injected = INJECTED_NONE;
-      this.pcSkipped = false;
-      this.sigbus = false;
-      out.stats.faults++;
-      const ret = kvmHandleGuestAbort(this);
-      out.pushFault(this.esr, w.fault, w.level, false, this.handler, this.handlerRet);
-      if (ret < 0) {
-        out.errno = ret;
-        return OUT_ERROR;
-      }
-      if (ret === 0) {
-        out.stats.exits++;
-        out.mmioIpa = this.mmioIpa;
-        return this.exitReason === EXIT_ARM_NISV ? OUT_NISV : OUT_MMIO;
-      }
-      if (this.injected !== INJECTED_NONE) {
-        return this.injected === INJECTED_IABT
-          ? OUT_IABT
-          : this.injected === INJECTED_DABT
-            ? OUT_DABT
-            : OUT_SERROR;
-      }
-      if (this.sigbus) {
-        out.sigbusLsb = this.sigbusLsb;
-        return OUT_SIGBUS;
-      }
-      if (this.pcSkipped) return OUT_DONE;
+      const o = this.takeAbort(out, iabt, wnr, isv, false, cm, ipa, addr);
+      if (o >= 0) return o;
     }
+  }
+
+  /**
+   * Takes a stage-2 abort for the fault in this.walk at `ipa` (FAR = `far`) and runs
+   * kvm_handle_guest_abort(). Returns the access's outcome, or −1 to retry the access.
+   */
+  private takeAbort(
+    out: AccessResult,
+    iabt: boolean,
+    wnr: boolean,
+    isv: boolean,
+    s1ptw: boolean,
+    cm: boolean,
+    ipa: number,
+    far: number,
+  ): number {
+    const w = this.walk;
+    // The syndrome, HPFAR (the 4K page of the IPA) and FAR.
+    this.esr = makeEsr(iabt, fscFor(w.fault, w.level), wnr, isv, s1ptw, cm);
+    this.faultIpa = Math.floor(ipa / 4096) * 4096;
+    this.far = far;
+    this.exitReason = EXIT_NONE;
+    this.injected = INJECTED_NONE;
+    this.pcSkipped = false;
+    this.sigbus = false;
+    out.stats.faults++;
+    const ret = kvmHandleGuestAbort(this);
+    out.pushFault(this.esr, w.fault, w.level, s1ptw, this.handler, this.handlerRet);
+    if (ret < 0) {
+      out.errno = ret;
+      return OUT_ERROR;
+    }
+    if (ret === 0) {
+      out.stats.exits++;
+      out.mmioIpa = this.mmioIpa;
+      return this.exitReason === EXIT_ARM_NISV ? OUT_NISV : OUT_MMIO;
+    }
+    if (this.injected !== INJECTED_NONE) {
+      return this.injected === INJECTED_IABT
+        ? OUT_IABT
+        : this.injected === INJECTED_DABT
+          ? OUT_DABT
+          : OUT_SERROR;
+    }
+    if (this.sigbus) {
+      out.sigbusLsb = this.sigbusLsb;
+      return OUT_SIGBUS;
+    }
+    if (this.pcSkipped) return OUT_DONE;
+    return -1;
+  }
+
+  /**
+   * The attribute audit: a guest mapping whose stage-1 memory type and the stage-2 type
+   * combine into something neither asked for in a way that matters (cacheable at stage 1
+   * made non-cacheable or Device by stage 2; Device at stage 1 forced to Normal by FWB).
+   * Reported once per stage-2 leaf and attribute index, as a diagnostic.
+   */
+  private auditAttributes(sw: Stage1Walk, w: HwWalkResult): void {
+    const s1 = this.stage1!;
+    const mair = s1.mairAttr(sw.attrIndx);
+    const fwb = this.kvm.pgt.fwb;
+    const combined = combinedAttr(combineS1S2Attrs(mair, SH_ISH, w.memattr, w.sh, fwb));
+    const s1Device = (mair & 0xf0) === 0;
+    const s1Cacheable = !s1Device && (mair & 0xf0) !== 0x40 && (mair & 0x0f) !== 0x04;
+    const outDevice = (combined & 0xf0) === 0;
+    const outNc = combined === 0x44;
+    const mismatch = (s1Cacheable && (outDevice || outNc)) || (s1Device && !outDevice);
+    if (!mismatch) return;
+    const leafSize = this.kvm.pgt.geo.granuleSize(w.level);
+    const key = Math.floor(w.pa / leafSize) * (leafSize / 4096) * 8 + sw.attrIndx;
+    if (this.audited.has(key)) return;
+    this.audited.add(key);
+    this.kvm.diagnose(
+      `attribute mismatch: VA 0x${sw.va.toString(16)} is ${mairText(mair)} at stage 1 (MAIR.Attr${sw.attrIndx}), ` +
+        `stage 2 MemAttr 0x${w.memattr.toString(16)}${fwb ? ' (FWB)' : ''} makes it ${mairText(combined)}`,
+    );
   }
 }

@@ -26,8 +26,10 @@ import {
 import type { Vma as HostVma } from '../mmu/host/vma.js';
 import type { KernelName } from '../mmu/kernel.js';
 import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from '../mmu/memslots.js';
+import { GuestStage1 } from '../mmu/stage1.js';
 import {
   ACCESS_NAMES,
+  ACC_AT,
   ACC_CAS,
   ACC_DC_CIVAC,
   ACC_DC_ZVA,
@@ -100,7 +102,7 @@ const ACCESS_KIND: Record<AccessKind, number> = {
   'st-preidx': ACC_ST_PREIDX,
   'dc-zva': ACC_DC_ZVA,
   'dc-civac': ACC_DC_CIVAC,
-  at: -1,
+  at: ACC_AT,
 };
 
 const MEM_TYPE: Record<MemType, number> = {
@@ -172,11 +174,6 @@ export class ScenarioRunner {
     const cpu = resolveCpu(scenario.cpu);
     if (typeof cpu === 'string') throw new ScenarioRunError(`cpu: ${cpu}`);
     this.cpu = cpu;
-    if (scenario.guest !== null) {
-      throw new ScenarioRunError(
-        'guest.stage1: guest stage-1 translation is not modelled yet; give accesses as IPAs',
-      );
-    }
     this.kvm = new Kvm({
       cpu,
       granule: GRANULE_BYTES[scenario.granule] as 4096 | 16384 | 65536,
@@ -187,7 +184,20 @@ export class ScenarioRunner {
       nisvToUser: scenario.vm.nisvToUser,
       kernel: opts.kernel ?? scenario.kernel,
     });
-    this.vcpu = new Vcpu(this.kvm);
+    const g = scenario.guest?.stage1;
+    this.vcpu = new Vcpu(
+      this.kvm,
+      g
+        ? new GuestStage1({
+            granule: GRANULE_BYTES[g.granule] as 4096 | 16384 | 65536,
+            tables: g.tables,
+            mair: g.mair,
+            ha: g.ha,
+            hd: g.hd,
+            mappings: g.mappings,
+          })
+        : null,
+    );
     this.summary = {
       accesses: 0,
       faults: 0,
@@ -260,7 +270,10 @@ export class ScenarioRunner {
     if (r.outcome === OUT_ERROR) {
       const e = r.errnoName!;
       s.errors[e] = (s.errors[e] ?? 0) + 1;
-    } else if (r.outcome === OUT_IABT || r.outcome === OUT_DABT || r.outcome === OUT_SERROR) {
+    } else if (
+      (r.outcome === OUT_IABT || r.outcome === OUT_DABT || r.outcome === OUT_SERROR) &&
+      !r.stage1Fault
+    ) {
       s.injected++;
     } else if (r.outcome === OUT_MMIO) {
       s.mmioExits++;
@@ -275,13 +288,11 @@ export class ScenarioRunner {
     switch (st.kind) {
       case 'access': {
         const k = ACCESS_KIND[st.access];
-        if (k < 0) throw new ScenarioRunError(`steps[${st.index}]: "at" needs a guest stage 1`);
         this.doAccess(st.index, k, st.address, sink);
         return;
       }
       case 'touch': {
         const k = ACCESS_KIND[st.access];
-        if (k < 0) throw new ScenarioRunError(`steps[${st.index}]: "at" needs a guest stage 1`);
         const n = Math.ceil(st.size / st.stride);
         if (st.order === 'random') {
           const p = permute(n, st.seed);
@@ -413,5 +424,9 @@ export function accessJson(step: number, r: AccessResult): Record<string, unknow
   o['dcacheBytes'] = r.stats.dcacheBytes;
   o['icacheBytes'] = r.stats.icacheBytes;
   o['tlbi'] = r.stats.tlbi;
+  if (r.va >= 0) {
+    o['va'] = hx(r.va);
+    if (r.stage1Fault) o['stage1Fault'] = true;
+  }
   return o;
 }
