@@ -152,6 +152,9 @@ export class Stage2PageTable {
   private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
   private readonly leaf: LeafOut = { lo: 0, hi: 0 };
   private readonly leafResult = new LeafResult();
+  private lastProt = -1;
+  private lastAttrLo = 0;
+  private lastAttrHi = 0;
   private young = false;
   private mkoldFlag = false;
 
@@ -286,7 +289,8 @@ export class Stage2PageTable {
   private leafMappingAllowed(ctx: WalkCtx, data: MapData): boolean {
     const level = ctx.level;
     if (data.forcePte && level < 3) return false;
-    if (data.annotation) return true;
+    // A page always fits: the walk's range is whole pages and PA and IPA are page-aligned.
+    if (level === 3 || data.annotation) return true;
     if (level < this.geo.minBlockLevel) return false;
     const size = this.geo.sizes[level + 1]!;
     if (size > ctx.end - ctx.addr) return false;
@@ -396,11 +400,17 @@ export class Stage2PageTable {
     const data = this.mapData;
     data.forcePte = this.forcePteCb !== null && this.forcePteCb(addr, addr + size, prot);
     if (this.flags & KVM_PGTABLE_S2_IDMAP && addr !== phys) return EINVAL;
-    const ret = stage2SetProtAttr(prot, this.fwb, this.lpa2, this.attrOut);
-    if (ret) return ret;
+    // stage2_set_prot_attr(), remembered for the last prot (faults map the same few).
+    if (prot !== this.lastProt) {
+      const ret = stage2SetProtAttr(prot, this.fwb, this.lpa2, this.attrOut);
+      if (ret) return ret;
+      this.lastProt = prot;
+      this.lastAttrLo = this.attrOut.lo;
+      this.lastAttrHi = this.attrOut.hi;
+    }
     data.phys = phys;
-    data.attrLo = this.attrOut.lo;
-    data.attrHi = this.attrOut.hi;
+    data.attrLo = this.lastAttrLo;
+    data.attrHi = this.lastAttrHi;
     data.mc = mc;
     data.annotation = false;
     return this.walker.walkRoot(
