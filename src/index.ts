@@ -1,8 +1,15 @@
 /**
  * s2emu: the public API. Everything documented is re-exported from here; other modules are
  * internal and may change.
+ *
+ * - The page table (arch/arm64/kvm/hyp/pgtable.c): Geometry, descriptors, MemAttr and
+ *   attribute combining, the table-page pool and memcache, Stage2PageTable, the hardware walk.
+ * - KVM's fault path over a modelled host: Kvm, Vcpu, AccessResult, CPU presets, kernels.
+ * - Scenarios and replays: parse, run, and their output formats.
+ * - Decoded views for consoles, JSON and debuggers.
  */
 
+// ---- page table ----
 export * from './pgtable/geometry.js';
 export * from './pgtable/descriptor.js';
 export * from './pgtable/memattr.js';
@@ -18,6 +25,84 @@ export {
 } from './pgtable/walker.js';
 export * from './pgtable/stage2.js';
 export {
+  ACCESS_READ,
+  ACCESS_WRITE,
+  ACCESS_EXEC,
+  FAULT_NONE,
+  FAULT_TRANSLATION,
+  FAULT_ACCESS_FLAG,
+  FAULT_PERMISSION,
+  FAULT_EXTERNAL_ABORT,
+  HwWalkResult,
+  HwWalker,
+} from './pgtable/hwwalk.js';
+export type { AccessKind as HwAccessKind, HwWalkerOptions, Translation } from './pgtable/hwwalk.js';
+export { auditStage2, collectLeaves } from './pgtable/audit.js';
+export type { LeafInfo, AuditOptions } from './pgtable/audit.js';
+
+// ---- KVM and the host ----
+export { CPU_PRESETS, resolveCpu, kvmSupportsCacheablePfnmap } from './mmu/cpu.js';
+export type { CpuFeatures, CpuPreset, CpuSpec } from './mmu/cpu.js';
+export { KERNELS } from './mmu/kernel.js';
+export type { KernelModel, KernelName } from './mmu/kernel.js';
+export { Kvm, AccessStats } from './mmu/vm.js';
+export type { KvmOptions } from './mmu/vm.js';
+export {
+  Vcpu,
+  AccessResult,
+  ACC_READ,
+  ACC_WRITE,
+  ACC_EXEC,
+  ACC_CAS,
+  ACC_LD_PREIDX,
+  ACC_ST_PREIDX,
+  ACC_DC_ZVA,
+  ACC_DC_CIVAC,
+  ACC_AT,
+  ACCESS_NAMES,
+  OUT_DONE,
+  OUT_MMIO,
+  OUT_NISV,
+  OUT_ERROR,
+  OUT_IABT,
+  OUT_DABT,
+  OUT_SERROR,
+  OUT_SIGBUS,
+  OUT_LIVELOCK,
+  OUTCOME_NAMES,
+  LIVELOCK_FAULTS,
+} from './mmu/vcpu.js';
+export type { FaultRecord } from './mmu/vcpu.js';
+export { GuestStage1 } from './mmu/stage1.js';
+export type { Stage1Config, Stage1Mapping } from './mmu/stage1.js';
+export {
+  VM_READ,
+  VM_WRITE,
+  VM_EXEC,
+  VM_SHARED,
+  VM_MAYWRITE,
+  VM_PFNMAP,
+  VM_MIXEDMAP,
+  VM_IO,
+  VM_MTE_ALLOWED,
+  VM_ALLOW_ANY_UNCACHED,
+  MT_NORMAL,
+  MT_NORMAL_TAGGED,
+  MT_NORMAL_NC,
+  MT_DEVICE_nGnRnE,
+  MT_DEVICE_nGnRE,
+} from './mmu/host/vma.js';
+export { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from './mmu/memslots.js';
+export type { Memslot as KvmMemslot, MemslotSpec } from './mmu/memslots.js';
+
+// ---- scenarios and replays ----
+export { parseScenario, parseScenarioText } from './scenario/parse.js';
+export { ScenarioError, formatIssue } from './scenario/errors.js';
+export type { ScenarioIssue } from './scenario/errors.js';
+export { ScenarioRunner, ScenarioRunError, accessJson, countAccesses } from './scenario/run.js';
+export type { RunSink, RunSummary, RunOptions } from './scenario/run.js';
+export type { Scenario, Step, Vma as ScenarioVma, Memslot as ScenarioMemslot } from './scenario/types.js';
+export {
   parseReplay,
   runReplay,
   replayText,
@@ -26,3 +111,14 @@ export {
   PrintingEvents,
 } from './replay/replay.js';
 export type { ReplayOp, ReplayOptions } from './replay/replay.js';
+
+// ---- views ----
+export {
+  DescriptorView,
+  WalkView,
+  describeTable,
+  ptdump,
+  ptdumpIpaRange,
+  ptdumpStage2Levels,
+} from './views/index.js';
+export type { DescriptorJson, DescriptorKind, WalkJson } from './views/index.js';
