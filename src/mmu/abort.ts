@@ -85,7 +85,7 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
 
   // 3. Translation faults beyond the IPA space.
   if (esrFscIsTranslationFault(esr)) {
-    if (faultIpa >= 2 ** kvm.ipaLimitBits) {
+    if (faultIpa >= kvm.ipaLimit) {
       // kvm_inject_size_fault()
       vcpu.handler = 'kvm_inject_size_fault';
       return (vcpu.handlerRet = kvmInjectSea(vcpu, isIabt));

@@ -7,6 +7,7 @@
  * Nothing here allocates: scratch lives on the vCPU; failures are negative errno values.
  */
 
+import { pow2 } from './host/granule.js';
 import {
   EAGAIN,
   EFAULT,
@@ -50,8 +51,8 @@ export function getVmaPageShift(kvm: Kvm, vma: Vma, hva: number): number {
   if ((vma.vmFlags & VM_PFNMAP) === 0) return kvm.pageShift;
   const g = kvm.granule;
   const pa = vma.pgoff * g.pageSize + (hva - vma.start);
-  if (pfnmapBlockFits(vma, hva, pa, 2 ** g.pudShift)) return g.pudShift;
-  if (pfnmapBlockFits(vma, hva, pa, 2 ** g.pmdShift)) return g.pmdShift;
+  if (pfnmapBlockFits(vma, hva, pa, pow2(g.pudShift))) return g.pudShift;
+  if (pfnmapBlockFits(vma, hva, pa, pow2(g.pmdShift))) return g.pmdShift;
   return kvm.pageShift;
 }
 
@@ -70,7 +71,7 @@ function pfnmapBlockFits(vma: Vma, hva: number, pa: number, size: number): boole
  */
 function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot, hva: number): number {
   const g = kvm.granule;
-  const pmdSize = 2 ** g.pmdShift;
+  const pmdSize = pow2(g.pmdShift);
   if (!faultSupportsStage2HugeMapping(memslot, hva, pmdSize, kvm.pageSize, pmdSize)) return kvm.pageSize;
   // get_user_mapping_size(): the host's own leaf; an invalid one makes the fault replay.
   const sz = kvm.mm.hostLeafSize(hva);
@@ -154,7 +155,7 @@ export function userMemAbort(
 
   // S1. Classify the fault.
   let faultGranule = 0;
-  if (faultIsPerm) faultGranule = 2 ** ((g.pageShift - 3) * (4 - esrFaultLevel(esr)) + 3);
+  if (faultIsPerm) faultGranule = pow2((g.pageShift - 3) * (4 - esrFaultLevel(esr)) + 3);
   const writeFault = kvmIsWriteFault(esr);
   const execFault = kvmIsExecFault(esr);
   if (faultIsPerm && !writeFault && !execFault) {
@@ -185,8 +186,8 @@ export function userMemAbort(
   } else {
     vmaShift = getVmaPageShift(kvm, vma, hva);
   }
-  const pud = 2 ** g.pudShift;
-  const pmd = 2 ** g.pmdShift;
+  const pud = pow2(g.pudShift);
+  const pmd = pow2(g.pmdShift);
   if (vmaShift === g.pudShift) {
     if (!faultSupportsStage2HugeMapping(memslot, hva, pud, pageSize, pmd)) vmaShift = g.contPmdShift;
   }
@@ -201,7 +202,7 @@ export function userMemAbort(
   if (vmaShift !== g.pageShift && vmaShift !== g.pmdShift && vmaShift !== g.pudShift) {
     kvm.diagnose(`Unknown vma_shift ${vmaShift}`);
   }
-  let vmaPagesize = 2 ** vmaShift;
+  let vmaPagesize = pow2(vmaShift);
 
   // S6. In 6.17 only PMD/PUD mappings round the IPA down.
   if (vmaPagesize === pmd || vmaPagesize === pud) {
@@ -224,13 +225,16 @@ export function userMemAbort(
   locks.mmapReadUnlock();
 
   // S9. Look up the pfn (GUP, or the PFNMAP walk), faulting the host page in.
+  // __kvm_faultin_pfn(memslot, gfn, ...) looks up the canonical gfn from S6: for a PMD/PUD
+  // mapping that is the first page of the block, not the faulting page.
   const faultin = vcpu.faultin;
-  kvm.mm.faultinPfn(hva, writeFault, faultin);
+  kvm.mm.faultinPfn(memslot.userspaceAddr + (gfn - memslot.baseGfn) * pageSize, writeFault, faultin);
   let writable = faultin.writable && (memslot.flags & KVM_MEM_READONLY) === 0;
   if (faultin.err === KVM_PFN_ERR_HWPOISON) {
-    // kvm_send_hwpoison_signal(hva, vma_shift): SIGBUS, BUS_MCEERR_AR.
+    // kvm_send_hwpoison_signal(hva, vma_shift): SIGBUS, BUS_MCEERR_AR, with the vma_shift
+    // left by S4 (logging and the clamps may have lowered the hstate's shift).
     vcpu.sigbus = true;
-    vcpu.sigbusLsb = faultin.vmaShift;
+    vcpu.sigbusLsb = vmaShift;
     return 0;
   }
   if (faultin.err !== FAULTIN_OK) return EFAULT;

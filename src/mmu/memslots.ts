@@ -7,6 +7,7 @@
  * the slot (immer leaves typed arrays alone), exactly as KVM's slot points at
  * a bitmap it updates in place. Bitmap operations are in dirty.ts.
  */
+import { pow2 } from './host/granule.js';
 import { produce } from 'immer';
 
 /** KVM_MEM_LOG_DIRTY_PAGES. */
@@ -170,7 +171,7 @@ export function gfnToHvaMemslotProt(
   out.writable = false;
   if (slot === undefined || gfn < slot.baseGfn || gfn >= slot.baseGfn + slot.npages) return KVM_HVA_ERR_BAD;
   out.writable = (slot.flags & KVM_MEM_READONLY) === 0;
-  return slot.userspaceAddr + (gfn - slot.baseGfn) * 2 ** pageShift;
+  return slot.userspaceAddr + (gfn - slot.baseGfn) * pow2(pageShift);
 }
 
 /** Models kvm_is_error_hva(): true for KVM_HVA_ERR_BAD. */
@@ -200,7 +201,7 @@ export function forEachHvaRangeGfns(
   pageShift: number,
   fn: (slot: Memslot, gfnStart: number, gfnEnd: number) => void,
 ): number {
-  const ps = 2 ** pageShift;
+  const ps = pow2(pageShift);
   let n = 0;
   for (const s of set.slots) {
     const sStart = s.userspaceAddr;
@@ -236,7 +237,9 @@ export function faultSupportsStage2HugeMapping(
   const gpaStart = slot.baseGfn * pageSize;
   const uaddrStart = slot.userspaceAddr;
   const uaddrEnd = uaddrStart + slot.npages * pageSize;
-  if (gpaStart % size !== uaddrStart % size) return false;
-  const lo = hva - (hva % size);
+  // Power-of-two arithmetic without `%` (fmod on doubles).
+  if (gpaStart - Math.floor(gpaStart / size) * size !== uaddrStart - Math.floor(uaddrStart / size) * size)
+    return false;
+  const lo = Math.floor(hva / size) * size;
   return lo >= uaddrStart && lo + size <= uaddrEnd;
 }

@@ -164,6 +164,8 @@ export class Vcpu {
   /** (stage-2 leaf IPA, attrIndx) pairs already reported by the attribute audit. */
   private readonly audited = new Set<number>();
   private readonly walk = new HwWalkResult();
+  /** The last run() ended with a successful hardware walk (its result is the leaf). */
+  private walkHit = false;
   private readonly leaf = new LeafResult();
   /** ESR_EL2 of the abort. */
   esr = 0;
@@ -219,23 +221,38 @@ export class Vcpu {
         kvm.diagnose(d);
       kvm.locks.reset();
     }
-    // The leaf that maps the IPA now.
-    const l = this.leaf;
-    out.leafValid = false;
-    if (kvm.pgt.getLeaf(ipa, l) === 0 && (l.lo & 1) !== 0) {
-      const size = kvm.pgt.geo.granuleSize(l.level);
-      out.leafValid = true;
-      out.leafLevel = l.level;
+    // The leaf that maps the IPA now: the completed access's own walk found it; otherwise
+    // look it up (an exit or an injection may leave a leaf, or none).
+    const w = this.walk;
+    let lo: number;
+    let hi: number;
+    let level: number;
+    if (this.walkHit && w.ipa === ipa) {
+      lo = w.lo;
+      hi = w.hi;
+      level = w.level;
+    } else {
+      const l = this.leaf;
+      const ok = kvm.pgt.getLeaf(ipa, l) === 0;
+      lo = ok ? l.lo : 0;
+      hi = l.hi;
+      level = l.level;
+    }
+    out.leafValid = (lo & 1) !== 0;
+    if (out.leafValid) {
+      const size = kvm.pgt.geo.granuleSize(level);
+      out.leafLevel = level;
       out.leafSize = size;
       out.leafIpa = Math.floor(ipa / size) * size;
-      out.leafLo = l.lo;
-      out.leafHi = l.hi;
+      out.leafLo = lo;
+      out.leafHi = hi;
     }
     return out.outcome;
   }
 
   private run(kind: number, addr: number, out: AccessResult): number {
     const w = this.walk;
+    this.walkHit = false;
     const s1 = this.stage1;
     const sw = this.s1walk;
     const iabt = kind === ACC_EXEC;
@@ -285,6 +302,7 @@ export class Vcpu {
       }
       if (ok) {
         if (s1 !== null) this.auditAttributes(sw, w);
+        this.walkHit = true;
         return OUT_DONE;
       }
       const o = this.takeAbort(out, iabt, wnr, isv, false, cm, ipa, addr);

@@ -230,6 +230,10 @@ export class Kvm {
   /** get_kvm_ipa_limit(): the largest IPA size the host supports (its PARange). */
   readonly ipaLimitBits: number;
   readonly ipaBits: number;
+  /** kvm_phys_size(): 2^ipaBits. */
+  readonly physSize: number;
+  /** 2^get_kvm_ipa_limit(). */
+  readonly ipaLimit: number;
   /** kvm_has_mte(). */
   readonly mte: boolean;
   readonly nisvToUser: boolean;
@@ -256,6 +260,8 @@ export class Kvm {
     this.pageShift = this.granule.pageShift;
     this.ipaLimitBits = opts.paBits ?? 48;
     this.ipaBits = opts.ipaBits ?? 40;
+    this.physSize = 2 ** this.ipaBits;
+    this.ipaLimit = 2 ** this.ipaLimitBits;
     if (this.ipaBits > this.ipaLimitBits) {
       throw new RangeError(
         `ipaBits ${this.ipaBits} exceeds the host's IPA limit (${this.ipaLimitBits} bits)`,
@@ -291,11 +297,6 @@ export class Kvm {
   /** A new vCPU memcache over this VM's table pool. */
   newMemcache(): MemCache {
     return new MemCache(this.pgt.pool, this.memcacheCapacity);
-  }
-
-  /** kvm_phys_size(): 2^ipaBits. */
-  get physSize(): number {
-    return 2 ** this.ipaBits;
   }
 
   /** Table pages the stage-2 tree holds now (the PGD included). */

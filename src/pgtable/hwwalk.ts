@@ -257,7 +257,7 @@ export class HwWalker {
       // OA bits below a block's size are RES0 and ignored; the IPA supplies the offset.
       const size = geo.sizes[level + 1]!;
       const oa = layout.toPhys(lo, hi);
-      out.pa = oa - (oa % size) + (ipa % size);
+      out.pa = Math.floor(oa / size) * size + (ipa - Math.floor(ipa / size) * size);
       out.level = level;
       out.memattr = (lo >>> S2_MEMATTR_SHIFT) & 0xf;
       out.s2ap = (lo >>> S2AP_SHIFT) & 3;

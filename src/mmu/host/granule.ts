@@ -71,22 +71,40 @@ export function granuleForShift(pageShift: number): HostGranule | undefined {
         : undefined;
 }
 
-/** Returns floor(x / 2^s) for 0 <= x < 2^53: a 64-bit-safe `x >> s`. */
+/** 2^s and 2^-s for s in 0..63, so shifts are a table load and a multiply, not Math.pow. */
+const POW2 = new Float64Array(64);
+const INV_POW2 = new Float64Array(64);
+for (let i = 0; i < 64; i++) {
+  POW2[i] = 2 ** i;
+  INV_POW2[i] = 2 ** -i;
+}
+
+/** Returns 2^n for 0 <= n < 64 (a table load, not Math.pow). */
+export function pow2(n: number): number {
+  return POW2[n]!;
+}
+
+/** Returns floor(x / 2^s) for 0 <= x < 2^53: a 64-bit-safe `x >> s` (exact: 2^-s is a power of two). */
 export function shr(x: number, s: number): number {
-  return Math.floor(x / 2 ** s);
+  return Math.floor(x * INV_POW2[s]!);
 }
 
 /** Returns x * 2^s: a 64-bit-safe `x << s` (exact below 2^53). */
 export function shl(x: number, s: number): number {
-  return x * 2 ** s;
+  return x * POW2[s]!;
 }
 
-/** Returns x rounded down to a multiple of `size` (a power of two). */
+/** Returns x rounded down to a multiple of `size` (a power of two). Avoids `%` (fmod) on doubles. */
 export function alignDown(x: number, size: number): number {
-  return x - (x % size);
+  return Math.floor(x / size) * size;
 }
 
-/** Returns true when x is a multiple of `size`. */
+/** Returns x mod `size` for a power-of-two size (no fmod). */
+export function modPow2(x: number, size: number): number {
+  return x - Math.floor(x / size) * size;
+}
+
+/** Returns true when x is a multiple of `size` (a power of two). */
 export function isAligned(x: number, size: number): boolean {
-  return x % size === 0;
+  return Math.floor(x / size) * size === x;
 }

@@ -24,7 +24,7 @@
  *
  * Read idiom: `(flags & HPTE_X) !== 0`. A leaf stores the pfn of its first page.
  */
-import { shr, type HostGranule } from './granule.js';
+import { shr, type HostGranule, pow2 } from './granule.js';
 
 /** Valid leaf. */
 export const HPTE_PRESENT = 1 << 0;
@@ -94,8 +94,8 @@ export class HostPageTable {
   constructor(granule: HostGranule) {
     this.granule = granule;
     this.shifts = [granule.pageShift, granule.pmdShift, granule.pudShift];
-    this.sizes = this.shifts.map((s) => 2 ** s);
-    this.entries = 2 ** granule.tableBits;
+    this.sizes = this.shifts.map((s) => pow2(s));
+    this.entries = pow2(granule.tableBits);
   }
 
   /**
@@ -140,7 +140,7 @@ export class HostPageTable {
   set(level: number, hva: number, pfn: number, flags: number): void {
     for (let l = HOST_LEVEL_PUD; l > level; l--) {
       const c = this.chunkFor(l, hva, true) as Chunk;
-      const i = shr(hva, this.shifts[l]) % this.entries;
+      const i = shr(hva, this.shifts[l]) & (this.entries - 1);
       if ((c.flags[i] & HPTE_TABLE) === 0) {
         c.flags[i] = HPTE_TABLE;
         c.pfn[i] = 0;
@@ -149,18 +149,18 @@ export class HostPageTable {
     const c = this.chunkFor(level, hva, true) as Chunk;
     const shift = this.shifts[level];
     const idx = shr(hva, shift);
-    const i = idx % this.entries;
+    const i = idx & (this.entries - 1);
     const wasTable = (c.flags[i] & HPTE_TABLE) !== 0;
     c.pfn[i] = pfn;
     c.flags[i] = flags;
-    if (wasTable) this.dropBelow(level, idx * 2 ** shift);
+    if (wasTable) this.dropBelow(level, idx * pow2(shift));
   }
 
   /** Clears the entry at `level` containing hva (pte_clear); tables stay. */
   clear(level: number, hva: number): void {
     const c = this.chunkFor(level, hva, false);
     if (c === undefined) return;
-    const i = shr(hva, this.shifts[level]) % this.entries;
+    const i = shr(hva, this.shifts[level]) & (this.entries - 1);
     c.flags[i] = 0;
     c.pfn[i] = 0;
   }
@@ -169,7 +169,7 @@ export class HostPageTable {
   updateFlags(level: number, hva: number, orBits: number, andMask: number): void {
     const c = this.chunkFor(level, hva, false);
     if (c === undefined) return;
-    const i = shr(hva, this.shifts[level]) % this.entries;
+    const i = shr(hva, this.shifts[level]) & (this.entries - 1);
     c.flags[i] = (c.flags[i] | orBits) & andMask;
   }
 
@@ -208,13 +208,13 @@ export class HostPageTable {
       const lo = Math.max(firstIdx, key * this.entries);
       const hi = Math.min(lastIdx, key * this.entries + this.entries - 1);
       for (let idx = lo; idx <= hi; idx++) {
-        const i = idx % this.entries;
+        const i = idx & (this.entries - 1);
         const f = c.flags[i];
         if (f === 0) continue;
-        const base = idx * 2 ** shift;
+        const base = idx * pow2(shift);
         if ((f & HPTE_TABLE) !== 0) {
           if (level > HOST_LEVEL_PTE) {
-            this.walk(level - 1, Math.max(start, base), Math.min(end, base + 2 ** shift), fn);
+            this.walk(level - 1, Math.max(start, base), Math.min(end, base + pow2(shift)), fn);
           }
         } else {
           fn(level, base, c.pfn[i], f);
@@ -239,9 +239,9 @@ export class HostPageTable {
 
   /** Drops every table below the entry at `level` starting at `base`. */
   private dropBelow(level: number, base: number): void {
-    const size = 2 ** this.shifts[level];
+    const size = pow2(this.shifts[level]);
     for (let l = level - 1; l >= HOST_LEVEL_PTE; l--) {
-      const span = 2 ** (this.shifts[l] + this.granule.tableBits);
+      const span = pow2(this.shifts[l] + this.granule.tableBits);
       for (let a = base; a < base + size; a += span) {
         if (this.levels[l].delete(shr(a, this.shifts[l] + this.granule.tableBits))) this.tables--;
         this.cacheKey[l] = -1;

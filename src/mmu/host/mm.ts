@@ -8,7 +8,7 @@
  * Steady state allocates nothing: lookups reuse scratch objects, and results
  * go into a caller-supplied FaultinResult.
  */
-import { alignDown, shr, type HostGranule } from './granule.js';
+import { alignDown, modPow2, shr, type HostGranule, pow2 } from './granule.js';
 import {
   HOST_LEVEL_PMD,
   HOST_LEVEL_PTE,
@@ -181,7 +181,7 @@ export class Mm {
       const hp = spec.hugePage ?? 0;
       hugeShift = Math.log2(hp);
       if (!Number.isInteger(hugeShift) || !g.hugetlbShifts.includes(hugeShift)) {
-        const sizes = g.hugetlbShifts.map((s) => `0x${(2 ** s).toString(16)}`).join(', ');
+        const sizes = g.hugetlbShifts.map((s) => `0x${pow2(s).toString(16)}`).join(', ');
         return `hugePage must be one of ${sizes} for this granule`;
       }
       if (spec.start % hp !== 0 || spec.size % hp !== 0)
@@ -233,7 +233,7 @@ export class Mm {
     const vma = vmaLookup(this.vmas, hva);
     if (vma === undefined) return 0;
     const l = this.walk(vma, hva);
-    return (l.flags & HPTE_PRESENT) !== 0 ? 2 ** l.shift : 0;
+    return (l.flags & HPTE_PRESENT) !== 0 ? pow2(l.shift) : 0;
   }
 
   /**
@@ -280,7 +280,13 @@ export class Mm {
       // a MIXEDMAP entry only when it has a normal struct page (RAM).
       page = vma.backing === 'mixedmap' && (l.flags & HPTE_SPECIAL) === 0;
     }
-    if (page && this.phys.pageHwPoison(pfn)) {
+    // A poisoned hugetlb folio is unusable as a whole (folio_test_hwpoison on the head;
+    // hugetlb_fault returns VM_FAULT_HWPOISON_LARGE for any subpage).
+    const phys = this.phys;
+    if (
+      page &&
+      (phys.pageHwPoison(pfn) || (phys.folioTestHugetlb(pfn) && phys.pageHwPoison(phys.folioHead(pfn))))
+    ) {
       out.err = KVM_PFN_ERR_HWPOISON;
       return;
     }
@@ -315,7 +321,7 @@ export class Mm {
     let start = vma.start + offset;
     let end = Math.min(start + size, vma.end);
     if (vma.backing === 'hugetlb') {
-      const hp = 2 ** vma.hugeShift;
+      const hp = pow2(vma.hugeShift);
       start = alignDown(start, hp);
       end = Math.ceil(end / hp) * hp;
     } else {
@@ -384,6 +390,8 @@ export class Mm {
     if (r.err !== FAULTIN_OK) return -1;
     this.releaseFaultinPage(r, true, false);
     this.phys.setHwPoison(r.pfn, true);
+    // memory_failure() on a hugetlb subpage also flags the folio (its head).
+    if (this.phys.folioTestHugetlb(r.pfn)) this.phys.setHwPoison(this.phys.folioHead(r.pfn), true);
     return r.pfn;
   }
 
@@ -409,7 +417,7 @@ export class Mm {
   private installPfnEntry(vma: Vma, hva: number, maxLevel: number): void {
     const g = this.granule;
     const level = this.choosePfnLevel(vma, hva, maxLevel);
-    const size = 2 ** this.pt.shifts[level];
+    const size = pow2(this.pt.shifts[level]);
     const base = alignDown(hva, size);
     const pfn = vma.pgoff + shr(base - vma.start, g.pageShift);
     let flags = HPTE_PRESENT;
@@ -422,12 +430,12 @@ export class Mm {
   private choosePfnLevel(vma: Vma, hva: number, maxLevel: number): number {
     const g = this.granule;
     const want = vma.hostMapping === 'pud' ? HOST_LEVEL_PUD : vma.hostMapping === 'pmd' ? HOST_LEVEL_PMD : 0;
-    const pa = (vma.pgoff + shr(hva - vma.start, g.pageShift)) * g.pageSize + (hva % g.pageSize);
+    const pa = (vma.pgoff + shr(hva - vma.start, g.pageShift)) * g.pageSize + modPow2(hva, g.pageSize);
     let level = Math.min(want, maxLevel);
     for (; level > HOST_LEVEL_PTE; level--) {
-      const size = 2 ** this.pt.shifts[level];
+      const size = pow2(this.pt.shifts[level]);
       const base = alignDown(hva, size);
-      if (hva % size === pa % size && base >= vma.start && base + size <= vma.end) break;
+      if (modPow2(hva, size) === modPow2(pa, size) && base >= vma.start && base + size <= vma.end) break;
     }
     return level;
   }
@@ -447,9 +455,9 @@ export class Mm {
         while (l.level > level) {
           const base = l.base;
           const from = l.level;
-          const sub = 2 ** this.pt.shifts[from - 1];
+          const sub = pow2(this.pt.shifts[from - 1]);
           this.pt.clear(from, base);
-          for (let i = 0; i < 2 ** g.tableBits; i++) this.pt.set(from - 1, base + i * sub, 0, HPTE_ZAPPED);
+          for (let i = 0; i < pow2(g.tableBits); i++) this.pt.set(from - 1, base + i * sub, 0, HPTE_ZAPPED);
           this.pt.lookup(hva, l);
         }
         this.pt.clear(l.level, l.base);
@@ -473,14 +481,14 @@ export class Mm {
       return this.installNewPage(vma, hva, write ? HPTE_WRITE : HPTE_FILE);
     }
     if (vma.backing === 'thp' && l.level >= HOST_LEVEL_PMD) {
-      const size = 2 ** g.pmdShift;
+      const size = pow2(g.pmdShift);
       const base = alignDown(hva, size);
       if (base >= vma.start && base + size <= vma.end) {
         if (write) {
           const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
           if (pfn >= 0) {
             this.stats.faultAllocs++;
-            if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 2 ** (g.pmdShift - g.pageShift));
+            if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(g.pmdShift - g.pageShift));
             this.pt.set(HOST_LEVEL_PMD, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
             return true;
           }
@@ -519,12 +527,12 @@ export class Mm {
   private populateHugetlb(vma: Vma, hva: number, write: boolean): boolean {
     const g = this.granule;
     if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) this.stats.uffdEvents++;
-    const size = 2 ** vma.hugeShift;
+    const size = pow2(vma.hugeShift);
     const base = alignDown(hva, size);
     const pfn = this.phys.allocFolio(vma.hugeShift - g.pageShift, true);
     if (pfn < 0) return false;
     this.stats.faultAllocs++;
-    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 2 ** (vma.hugeShift - g.pageShift));
+    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(vma.hugeShift - g.pageShift));
     const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
     const shared = (vma.vmFlags & VM_SHARED) !== 0;
     const uffd = (vma.vmFlags & VM_UFFD_MISSING) !== 0;
@@ -538,10 +546,10 @@ export class Mm {
     const level =
       hugeShift >= g.pudShift ? HOST_LEVEL_PUD : hugeShift >= g.pmdShift ? HOST_LEVEL_PMD : HOST_LEVEL_PTE;
     const entryShift = this.pt.shifts[level];
-    const n = 2 ** (hugeShift - entryShift);
+    const n = pow2(hugeShift - entryShift);
     const cont = n > 1 ? HPTE_CONT : 0;
     for (let i = 0; i < n; i++) {
-      this.pt.set(level, base + i * 2 ** entryShift, pfn + i * 2 ** (entryShift - g.pageShift), flags | cont);
+      this.pt.set(level, base + i * pow2(entryShift), pfn + i * pow2(entryShift - g.pageShift), flags | cont);
     }
   }
 
@@ -557,14 +565,14 @@ export class Mm {
     const f = l.flags;
     if ((f & HPTE_ZERO) !== 0 && l.level === HOST_LEVEL_PMD) {
       const base = l.base;
-      const size = 2 ** g.pmdShift;
+      const size = pow2(g.pmdShift);
       if (this.hugeZeroWrite === 'pmd-folio') {
         this.notifier.invalidateRangeStart(base, base + size);
         const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
         if (pfn >= 0) {
           this.stats.faultAllocs++;
           this.stats.cowBreaks++;
-          if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 2 ** (g.pmdShift - g.pageShift));
+          if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(g.pmdShift - g.pageShift));
           this.pt.set(HOST_LEVEL_PMD, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
         }
         this.notifier.invalidateRangeEnd(base, base + size);
@@ -602,7 +610,7 @@ export class Mm {
     if ((lf & HPTE_SPECIAL) !== 0) return false; // shared raw pfn that the driver mapped read-only
     // Exclusively owned page (anon, hugetlb, shmem): reuse, make writable.
     if ((lf & HPTE_CONT) !== 0 && vma.backing === 'hugetlb') {
-      const size = 2 ** vma.hugeShift;
+      const size = pow2(vma.hugeShift);
       const base = alignDown(hva, size);
       const head = this.phys.folioHead(l.pfn);
       this.setHugetlbEntries(vma.hugeShift, base, head, (lf | HPTE_WRITE) & ~HPTE_CONT);
@@ -622,18 +630,18 @@ export class Mm {
     const l = newHostLeafScratch;
     this.pt.lookup(base, l);
     if (l.level !== level || (l.flags & HPTE_PRESENT) === 0) return;
-    const size = 2 ** this.pt.shifts[level];
+    const size = pow2(this.pt.shifts[level]);
     this.notifier.invalidateRangeStart(base, base + size);
     const sub = this.pt.shifts[level - 1];
-    const n = 2 ** g.tableBits;
+    const n = pow2(g.tableBits);
     const pfn0 = l.pfn;
     const flags = l.flags & ~HPTE_CONT;
     this.pt.clear(level, base);
     // A split huge zero PMD maps the 4K zero page in every PTE (__split_huge_zero_page_pmd).
     const zero = (flags & HPTE_ZERO) !== 0 && level - 1 === HOST_LEVEL_PTE;
-    const step = zero ? 0 : 2 ** (sub - g.pageShift);
+    const step = zero ? 0 : pow2(sub - g.pageShift);
     const first = zero ? this.phys.zeroPfn : pfn0;
-    for (let i = 0; i < n; i++) this.pt.set(level - 1, base + i * 2 ** sub, first + i * step, flags);
+    for (let i = 0; i < n; i++) this.pt.set(level - 1, base + i * pow2(sub), first + i * step, flags);
     this.stats.splits++;
     this.notifier.invalidateRangeEnd(base, base + size);
   }
@@ -655,7 +663,7 @@ export class Mm {
     this.pt.forEach(start, end, (level, base, pfn, f) => {
       if ((f & HPTE_OWNED) !== 0) {
         const head = this.phys.folioHead(pfn);
-        const folioSize = 2 ** (this.phys.folioOrder(pfn) + this.granule.pageShift);
+        const folioSize = pow2(this.phys.folioOrder(pfn) + this.granule.pageShift);
         const headHva = base - (pfn - head) * this.granule.pageSize;
         if (head === pfn && headHva >= start && headHva + folioSize <= end) this.phys.freeFolio(head);
       }
@@ -667,12 +675,12 @@ export class Mm {
       while (a < end) {
         let level = HOST_LEVEL_PUD;
         while (level > HOST_LEVEL_PTE) {
-          const size = 2 ** this.pt.shifts[level];
+          const size = pow2(this.pt.shifts[level]);
           if (a % size === 0 && a + size <= end) break;
           level--;
         }
         this.pt.set(level, a, 0, HPTE_ZAPPED);
-        a += 2 ** this.pt.shifts[level];
+        a += pow2(this.pt.shifts[level]);
       }
     }
   }

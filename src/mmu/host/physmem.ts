@@ -20,7 +20,7 @@
  *
  * Read idiom: `(state & PS_X) !== 0`; order: `(state >> PS_ORDER_SHIFT) & PS_ORDER_MASK`.
  */
-import { alignDown, shl, shr, type HostGranule } from './granule.js';
+import { alignDown, shl, shr, type HostGranule, pow2 } from './granule.js';
 
 /** Page is part of an allocated folio (populated). */
 export const PS_ALLOCATED = 1 << 0;
@@ -175,7 +175,7 @@ export class PhysMem {
   isZeroPfn(pfn: number): boolean {
     if (pfn === this.zeroPfnValue) return true;
     const h = this.hugeZeroPfnValue;
-    return h >= 0 && pfn >= h && pfn < h + 2 ** (this.granule.pmdShift - this.granule.pageShift);
+    return h >= 0 && pfn >= h && pfn < h + pow2(this.granule.pmdShift - this.granule.pageShift);
   }
 
   /**
@@ -191,7 +191,7 @@ export class PhysMem {
   allocFolio(order: number, hugetlb: boolean): number {
     const pfn = this.takeBlock(order);
     if (pfn < 0) return -1;
-    const n = 2 ** order;
+    const n = pow2(order);
     const word = PS_ALLOCATED | (hugetlb ? PS_HUGETLB : 0) | (order << PS_ORDER_SHIFT);
     this.fillState(pfn, n, word, PS_HWPOISON);
     this.orState(pfn, PS_HEAD);
@@ -214,7 +214,7 @@ export class PhysMem {
     }
     if ((s & PS_RESERVED) !== 0) return false;
     const order = (s >> PS_ORDER_SHIFT) & PS_ORDER_MASK;
-    const n = 2 ** order;
+    const n = pow2(order);
     this.fillState(pfn, n, 0, PS_HWPOISON);
     this.stats.allocatedPages -= n;
     this.freeLists[order].push(pfn);
@@ -224,7 +224,7 @@ export class PhysMem {
   /** Returns the raw 16-bit state word of a pfn (0 if never touched). */
   state(pfn: number): number {
     const c = this.chunk(shr(pfn, CHUNK_BITS), false);
-    return c === undefined ? 0 : c[pfn % CHUNK_PAGES];
+    return c === undefined ? 0 : c[pfn & (CHUNK_PAGES - 1)];
   }
 
   /** Returns true if the page is allocated (populated: part of a live folio). */
@@ -239,7 +239,7 @@ export class PhysMem {
 
   /** Models folio_pfn(page_folio(pfn)): the head pfn of the folio containing pfn. */
   folioHead(pfn: number): number {
-    return alignDown(pfn, 2 ** this.folioOrder(pfn));
+    return alignDown(pfn, pow2(this.folioOrder(pfn)));
   }
 
   /** Models folio_test_hugetlb(page_folio(pfn)). */
@@ -376,12 +376,12 @@ export class PhysMem {
 
   private orState(pfn: number, bits: number): void {
     const c = this.chunk(shr(pfn, CHUNK_BITS), true) as Uint16Array;
-    c[pfn % CHUNK_PAGES] |= bits;
+    c[pfn & (CHUNK_PAGES - 1)] |= bits;
   }
 
   private andState(pfn: number, mask: number): void {
     const c = this.chunk(shr(pfn, CHUNK_BITS), false);
-    if (c !== undefined) c[pfn % CHUNK_PAGES] &= mask;
+    if (c !== undefined) c[pfn & (CHUNK_PAGES - 1)] &= mask;
   }
 
   /** Sets n words starting at pfn to `word`, preserving the `keep` bits. */
@@ -390,7 +390,7 @@ export class PhysMem {
     const end = pfn + n;
     while (p < end) {
       const key = shr(p, CHUNK_BITS);
-      const off = p % CHUNK_PAGES;
+      const off = p & (CHUNK_PAGES - 1);
       const len = Math.min(CHUNK_PAGES - off, end - p);
       const c = this.chunk(key, word !== 0);
       if (c !== undefined) {
@@ -410,10 +410,10 @@ export class PhysMem {
       if (big.length === 0) continue;
       const pfn = big.pop() as number;
       // Keep the first 2^order pages; return the rest as aligned buddies.
-      for (let j = k - 1; j >= order; j--) this.freeLists[j].push(pfn + 2 ** j);
+      for (let j = k - 1; j >= order; j--) this.freeLists[j].push(pfn + pow2(j));
       return pfn;
     }
-    const n = 2 ** order;
+    const n = pow2(order);
     for (let r = 0; r < this.bump.length; r++) {
       const cur = this.bump[r];
       const start = Math.ceil(cur / n) * n;
@@ -431,9 +431,9 @@ export class PhysMem {
     let p = from;
     while (p < to) {
       let o = 0;
-      while (o < PS_ORDER_MASK && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= to) o++;
+      while (o < PS_ORDER_MASK && p % pow2(o + 1) === 0 && p + pow2(o + 1) <= to) o++;
       this.freeLists[o].push(p);
-      p += 2 ** o;
+      p += pow2(o);
     }
   }
 }
