@@ -45,7 +45,7 @@ describe('step 8: no memslot (error hva)', () => {
 
   it('an instruction fetch gets -ENOEXEC, turned into an injected instruction abort', () => {
     expect(exec!.outcome).toBe('iabt');
-    expect(faults(exec!)).toEqual(['translation L1 io_mem_abort -8']);
+    expect(faults(exec!)).toEqual(['translation L1 kvm_inject_sea_iabt -8']);
     expect(r.summary.injected).toBe(1);
   });
 
@@ -58,7 +58,7 @@ describe('step 8: no memslot (error hva)', () => {
 
   it('a cache-maintenance instruction on no memory is skipped (ret 1, guest resumes)', () => {
     expect(dc!.outcome).toBe('done');
-    expect(faults(dc!)).toEqual(['translation L1 io_mem_abort 1']);
+    expect(faults(dc!)).toEqual(['translation L1 kvm_incr_pc 1']);
     expect(dc!.leaf).toBeNull();
   });
 });

@@ -147,4 +147,19 @@ describe('guest stage 1', () => {
     expect(mism[0]).toContain('MAIR.Attr0');
     expect(mism[0]).toContain('Normal-NC');
   });
+
+  it('a stage-1 walk that reaches no memslot gets an injected data abort (S1PTW row of §2.2)', () => {
+    const sc = base(
+      { profile: 'grace' },
+      '0xff',
+      [{ va: '0x40_0000_0000', ipa: '0x4000_0000', size: '2M', attrIndx: 0, ap: 'rw' }],
+      [{ deleteMemslot: 0 }, { access: 'read', va: '0x40_0000_0000' }],
+    );
+    const { lines } = run(sc);
+    expect(lines[0]).toMatchObject({
+      outcome: 'dabt',
+      faults: [{ fsc: 'translation', s1ptw: true, handler: 'kvm_inject_sea_dabt', ret: 1 }],
+    });
+    expect(lines[0]!['stage1Fault']).toBeUndefined();
+  });
 });

@@ -120,15 +120,19 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
     if (kvmIsErrorHva(hva) || (writeFault && !writable)) {
       vcpu.handler = 'io_mem_abort';
       if (isIabt) {
+        // No memory to fetch from: -ENOEXEC, which step 12 turns into an instruction abort.
+        vcpu.handler = 'kvm_inject_sea_iabt';
         ret = vcpu.handlerRet = ENOEXEC;
         break out;
       }
       if (esrIsS1ptw(esr)) {
+        vcpu.handler = 'kvm_inject_sea_dabt';
         ret = vcpu.handlerRet = kvmInjectSea(vcpu, false);
         break out;
       }
       if (kvmIsErrorHva(hva) && esrIsCm(esr)) {
         // A cache-maintenance instruction on no memory: skip it (kvm_incr_pc).
+        vcpu.handler = 'kvm_incr_pc';
         vcpu.pcSkipped = true;
         ret = vcpu.handlerRet = 1;
         break out;
