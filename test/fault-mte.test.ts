@@ -86,6 +86,26 @@ describe('L3: sanitise_mte_tags on first mapping', () => {
     expect(r.summary.mtePagesCleared).toBe(0);
   });
 
+  it('a cacheable PFNMAP forced to VM_MTE_ALLOWED reaches sanitise_mte_tags without a struct page: diagnosed, nothing cleared', () => {
+    const hbm = {
+      start: HVA,
+      size: '4M',
+      backing: 'pfnmap',
+      pa: '0x40_0000_0000',
+      prot: 'rw',
+      memType: 'normal',
+      flags: ['shared', 'mte-allowed'],
+    };
+    const r = run(oneVma(hbm, GPA, { ...MTE_VM, steps: accesses(['write', GPA + 0x1000]) }));
+    expect(r.lines[0]!.outcome).toBe('done');
+    expect(r.summary.mtePagesCleared).toBe(0);
+    expect(
+      r.summary.diagnostics.some((d) =>
+        d.startsWith('sanitise_mte_tags on pfn 0x4000000 outside the linear map'),
+      ),
+    ).toBe(true);
+  });
+
   it('a VM without MTE clears nothing', () => {
     const r = run(scenario({ cpu: MTE_CPU, steps: accesses(['write', 0x4000_1000]) }));
     expect(r.summary.mtePagesCleared).toBe(0);

@@ -652,11 +652,6 @@ describe('rejections name the key path', () => {
       '"normal-tagged" (PROT_MTE) needs VM_MTE_ALLOWED, which Linux does not set when the CPU has no MTE',
     );
     expectIssue(
-      withValue(['vmas', 1, 'flags'], ['shared', 'mte-allowed']),
-      'vmas[1].flags',
-      '"mte-allowed" is not possible on a "pfnmap" VMA: Linux sets VM_MTE_ALLOWED only on anonymous, shmem and hugetlbfs mappings (device memory holds no tags)',
-    );
-    expectIssue(
       withValue(['vmas', 1, 'userfaultfd'], 'missing'),
       'vmas[1].userfaultfd',
       'userfaultfd registers only anon, thp, shmem and hugetlb VMAs (UFFDIO_REGISTER fails with EINVAL on "pfnmap")',

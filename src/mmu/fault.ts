@@ -92,6 +92,13 @@ function sanitiseMteTags(kvm: Kvm, pfn: number, size: number): void {
   if (!kvm.mte) return;
   const phys = kvm.phys;
   const nrPages = size / kvm.pageSize;
+  if (!phys.pfnIsMapMemory(pfn)) {
+    // pfn_to_page() of memory outside the linear map: there is no struct page to latch and
+    // no tag storage to clear. Linux never gets here (it sets VM_MTE_ALLOWED only on anon,
+    // shmem and hugetlbfs VMAs); a scenario that forces the flag on device memory does.
+    kvm.diagnose(`sanitise_mte_tags on pfn 0x${pfn.toString(16)} outside the linear map (no struct page)`);
+    return;
+  }
   const before = phys.stats.mteTagClears;
   if (phys.folioTestHugetlb(pfn)) {
     if (phys.folioTryHugetlbMteTagging(pfn)) {

@@ -179,9 +179,6 @@ export const M = {
   flagsContradict: (yes: string, no: string): string => `"${yes}" and "${no}" contradict each other`,
   userfaultfdBacking: (backing: string): string =>
     `userfaultfd registers only anon, thp, shmem and hugetlb VMAs (UFFDIO_REGISTER fails with EINVAL on "${backing}")`,
-  mteAllowedOnPfnmap: (backing: string): string =>
-    `"mte-allowed" is not possible on a "${backing}" VMA: Linux sets VM_MTE_ALLOWED only on ` +
-    'anonymous, shmem and hugetlbfs mappings (device memory holds no tags)',
   taggedWithoutMte: (becauseCpu: boolean): string =>
     '"normal-tagged" (PROT_MTE) needs VM_MTE_ALLOWED, ' +
     (becauseCpu

@@ -518,10 +518,6 @@ function readVma(
     c.report(`${path}.userfaultfd`, M.userfaultfdBacking(backing));
     ok = false;
   }
-  if (flags?.mteAllowed === true && (backing === 'pfnmap' || backing === 'mixedmap')) {
-    c.report(`${path}.flags`, M.mteAllowedOnPfnmap(backing));
-    ok = false;
-  }
   if (memType === 'normal-tagged' && flags !== undefined) {
     const allowed = flags.mteAllowed === 'implied' ? ctx.cpuMte : flags.mteAllowed;
     if (allowed === false) {
