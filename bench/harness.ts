@@ -61,8 +61,11 @@ function measureBytesPerOp<S>(c: BenchCase<S>, state: S): number {
   return Math.max(0, (after - before) / c.opsPerCall);
 }
 
-/** Runs one case with benchmark.js. Returns its result. */
-export function runCase<S>(c: BenchCase<S>, opts: { quick: boolean }): BenchResult {
+/**
+ * Runs one case with benchmark.js (`maxTime`, seconds, overrides the default sampling time).
+ * Returns its result.
+ */
+export function runCase<S>(c: BenchCase<S>, opts: { quick: boolean; maxTime?: number }): BenchResult {
   const state = c.setup();
   // Warm up: let the JIT settle and the pools grow before anything is measured.
   for (let i = 0; i < (opts.quick ? 2 : 4); i++) {
@@ -70,18 +73,37 @@ export function runCase<S>(c: BenchCase<S>, opts: { quick: boolean }): BenchResu
     c.run(state);
   }
   c.reset(state);
+  // benchmark.js calls fn once, untimed, at the start of every cycle (clock()'s "pretest one
+  // more time to check for errors") and then the timed call. Run as is, the pretest would
+  // consume the state the reset prepared and the timed call would time a batch with nothing
+  // left to do (maps of mapped pages, accesses that take no fault). So the first call after
+  // each reset is skipped, and every cycle is checked to have been that pretest plus one
+  // timed call.
+  let calls = 0;
+  let badCycle = -1;
   const bench = new Benchmark(c.name, {
-    fn: () => c.run(state),
+    fn: () => {
+      if (calls++ === 0) return;
+      c.run(state);
+    },
     initCount: 1,
-    // A tiny minTime keeps one call per cycle, so the reset in onCycle runs between batches.
+    // A tiny minTime keeps one timed call per cycle, so the reset in onCycle runs between batches.
     minTime: 1e-9,
     minSamples: opts.quick ? 5 : 15,
-    maxTime: opts.quick ? 1.5 : 5,
-    onCycle: () => c.reset(state),
+    maxTime: opts.maxTime ?? (opts.quick ? 1.5 : 5),
+    onCycle: () => {
+      if (calls !== 2 && badCycle < 0) badCycle = calls;
+      calls = 0;
+      c.reset(state);
+    },
   });
   bench.run();
   const b = bench as unknown as { error?: Error; hz: number; stats: { rme: number; sample: number[] } };
   if (b.error) throw b.error;
+  if (badCycle >= 0)
+    throw new Error(
+      `${c.name}: benchmark.js made ${badCycle} calls in a cycle (expected a pretest and one timed call)`,
+    );
   c.reset(state);
   c.run(state);
   const tableBytesPerGiB = c.tableBytesPerGiB?.(state);

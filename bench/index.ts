@@ -6,7 +6,8 @@
  *   npm run bench -- --json FILE     also write { "results": [ { name, opsPerSec, rme, bytesPerOp, ... } ] }
  *   npm run bench -- --compare FILE  print the change against a saved --json run
  *   npm run bench -- --filter TEXT   only cases whose name contains TEXT
- *   npm run bench -- --scale         fault in a 1 TiB IPA space at 4K and report time and memory
+ *   npm run bench -- --scale         1 TiB at 4K through the page table, then through the fault path
+ *                                    (each in its own process; --scale-part pgtable|fault for one)
  *
  * Run through the npm script, which passes --expose-gc (for bytes per op) and a large young
  * generation (so a batch's allocation is not hidden by a scavenge).
@@ -15,11 +16,13 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pc from 'picocolors';
+import { faultCases } from './fault.js';
 import { floorCase } from './floor.js';
 import type { BenchCase, BenchResult } from './harness.js';
 import { fmtRate, runCase } from './harness.js';
 import { pgtableCases } from './pgtable.js';
-import { runScale } from './scale.js';
+import { SCALE_PARTS, runScale } from './scale.js';
+import type { ScalePart } from './scale.js';
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n`);
@@ -36,6 +39,7 @@ try {
       quick: { type: 'boolean' },
       filter: { type: 'string' },
       scale: { type: 'boolean' },
+      'scale-part': { type: 'string' },
     },
   }).values;
 } catch (e) {
@@ -43,7 +47,10 @@ try {
 }
 
 if (args.scale) {
-  runScale();
+  const part = args['scale-part'];
+  if (part !== undefined && !(SCALE_PARTS as readonly string[]).includes(part))
+    fail(`--scale-part: expected one of ${SCALE_PARTS.join(', ')}`);
+  runScale(part as ScalePart | undefined);
   process.exit(0);
 }
 
@@ -63,6 +70,7 @@ const cases: BenchCase<never>[] = [
   ...pgtableCases(4096),
   ...pgtableCases(65536),
   ...(args.quick ? [] : pgtableCases(16384)),
+  ...faultCases(args.quick ?? false),
 ] as BenchCase<never>[];
 const selected = cases.filter((c) => args.filter === undefined || c.name.includes(args.filter));
 if (selected.length === 0) fail(`--filter ${args.filter}: no case matches`);
@@ -76,7 +84,9 @@ process.stdout.write(
   ),
 );
 for (const c of selected) {
-  const r = runCase(c, { quick: args.quick ?? false });
+  // The fault cases' batches are long and their resets heavy: a shorter sampling time in --quick.
+  const quickFault = (args.quick ?? false) && c.name.startsWith('fault/');
+  const r = runCase(c, { quick: args.quick ?? false, ...(quickFault ? { maxTime: 0.4 } : {}) });
   results.push(r);
   if (c.name === 'floor') floorHz.v = r.opsPerSec;
   const frac = Number.isNaN(floorHz.v) ? '' : (r.opsPerSec / floorHz.v).toFixed(3);

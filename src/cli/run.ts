@@ -6,6 +6,7 @@
 import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import { CPU_PRESETS } from '../mmu/cpu.js';
+import { COST_CAUSES, CostBreakdown, formatBreakdown, formatNs } from '../mmu/cost.js';
 import type { KernelName } from '../mmu/kernel.js';
 import type { AccessResult } from '../mmu/vcpu.js';
 import { ScenarioError } from '../scenario/errors.js';
@@ -51,6 +52,8 @@ class StepAgg {
   icacheBytes = 0;
   tlbi = 0;
   uffd = 0;
+  /** Modelled hardware time of the step's accesses, by cause. */
+  readonly cost = new CostBreakdown();
 
   add(r: AccessResult, view: (r: AccessResult) => DescriptorView | null): void {
     this.accesses++;
@@ -163,7 +166,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
           JSON.stringify({ step, dirtyLog: { slot, gfns: gfns.map((g) => '0x' + g.toString(16)) } }),
         ),
       access: (step, r) => {
-        lines.push(JSON.stringify(accessJson(step, r)));
+        lines.push(JSON.stringify(accessJson(step, r, runner.accessCost(r).total)));
         if (lines.length >= 4096) flush();
       },
     });
@@ -198,6 +201,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
       let a = aggs.get(step);
       if (!a) aggs.set(step, (a = new StepAgg()));
       a.add(r, view);
+      a.cost.add(runner.accessCost(r));
     },
   });
   bar?.stop();
@@ -250,6 +254,10 @@ function printReport(
     if (a.tlbi) cost.push(`${a.tlbi} TLBI`);
     if (a.uffd) cost.push(`${a.uffd} userfaultfd event(s)`);
     if (cost.length) out.push(`      cost: ${cost.join(', ')}`);
+    if (a.cost.total > 0) {
+      const per = a.accesses > 1 ? ` (${formatNs(a.cost.total / a.accesses)} per access)` : '';
+      out.push(`      modelled: ${formatNs(a.cost.total)}${per}: ${formatBreakdown(a.cost, 4)}`);
+    }
   }
   for (const d of dirty) out.push(`  ${d}`);
   out.push('');
@@ -269,6 +277,13 @@ function printReport(
   if (s.uffdEvents) out.push(`  userfaultfd events ${s.uffdEvents}`);
   if (s.dirtyPages) out.push(`  dirty pages ${s.dirtyPages}`);
   if (s.mtePagesCleared) out.push(`  MTE tags cleared on ${s.mtePagesCleared} page(s)`);
+  if (s.modelledNs > 0) {
+    const by = new CostBreakdown();
+    for (const k of COST_CAUSES) by[k] = s.modelledByCause[k];
+    out.push(
+      `  modelled hardware time (${s.costModel} unit costs): ${formatNs(s.modelledNs)}: ${formatBreakdown(by)}`,
+    );
+  }
   const errs = Object.entries(s.errors);
   if (errs.length) out.push(c.red(`  KVM_RUN errors: ${errs.map(([k, n]) => `-${k} ×${n}`).join(', ')}`));
   if (s.diagnostics.length) {

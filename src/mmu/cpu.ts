@@ -7,6 +7,16 @@
  * the host.
  */
 
+import {
+  COST_ALTRA,
+  COST_CORTEX_A76,
+  COST_GENERIC_V8,
+  COST_GRACE,
+  COST_KUNPENG_920,
+  COST_NEOVERSE_N1,
+} from './cost.js';
+import type { CostParams } from './cost.js';
+
 /**
  * The CPU features the model consults.
  *
@@ -41,6 +51,8 @@ export interface CpuPreset {
   readonly description: string;
   readonly source: string;
   readonly features: CpuFeatures;
+  /** The cost model's unit costs for this core (cost.ts; each number's source is noted there). */
+  readonly cost: CostParams;
 }
 
 /** The feature names, in a fixed order (for validation and printing). */
@@ -81,6 +93,7 @@ export const CPU_PRESETS: Readonly<Record<string, CpuPreset>> = {
       'not expose it (no "mte" in /proc/cpuinfo), so it is off. TLBI range (v8.4), HAFDBS and ' +
       'LSE ("atomics") are present.',
     features: { fwb: true, dic: true, idc: true, mte: false, tlbiRange: true, hafdbs: true, lse: true },
+    cost: COST_GRACE,
   },
   'neoverse-n1': {
     name: 'neoverse-n1',
@@ -91,12 +104,14 @@ export const CPU_PRESETS: Readonly<Record<string, CpuPreset>> = {
       'makes the kernel trap CTR_EL0 and hide DIC from user space; whether that also clears ' +
       'ARM64_HAS_CACHE_DIC for KVM is UNCONFIRMED, so DIC is left on. No MTE. HAFDBS and LSE present.',
     features: { fwb: false, dic: true, idc: true, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+    cost: COST_NEOVERSE_N1,
   },
   'ampere-altra': {
     name: 'ampere-altra',
     description: 'Ampere Altra / Altra Max (80/128 Neoverse N1 cores)',
     source: 'Same as neoverse-n1 (the Altra core is an N1; revision-dependent errata UNCONFIRMED).',
     features: { fwb: false, dic: true, idc: true, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+    cost: COST_ALTRA,
   },
   'kunpeng-920': {
     name: 'kunpeng-920',
@@ -106,6 +121,7 @@ export const CPU_PRESETS: Readonly<Record<string, CpuPreset>> = {
       'v8.1). DIC, IDC and HAFDBS: UNCONFIRMED; the preset assumes DIC = IDC = 0 (the ' +
       'conservative choice: full cache maintenance) and HAFDBS present.',
     features: { fwb: false, dic: false, idc: false, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+    cost: COST_KUNPENG_920,
   },
   'cortex-a76': {
     name: 'cortex-a76',
@@ -114,14 +130,29 @@ export const CPU_PRESETS: Readonly<Record<string, CpuPreset>> = {
       'No FWB, no TLBI range, no MTE (Armv8.2). CTR_EL0 as commonly reported for A76 ' +
       '(0x8444c004: DIC = IDC = 0) is from memory, UNCONFIRMED. HAFDBS and LSE present (A76 TRM).',
     features: { fwb: false, dic: false, idc: false, mte: false, tlbiRange: false, hafdbs: true, lse: true },
+    cost: COST_CORTEX_A76,
   },
   'generic-v8': {
     name: 'generic-v8',
     description: 'A minimal Armv8.0-A core: none of the optional features',
     source: 'Architectural baseline: every feature here is optional in Armv8.0.',
     features: NO_CPU_FEATURES,
+    cost: COST_GENERIC_V8,
   },
 };
+
+/**
+ * The cost parameters for a CPU description: the named preset's, or generic-v8's when there
+ * is no profile (or an unknown one). Feature overrides do not change the unit costs: what a
+ * feature saves shows in the counters (no bytes cleaned with FWB, none invalidated with DIC).
+ */
+export function cpuCostParams(profile: string | undefined): CostParams {
+  const preset =
+    profile !== undefined && Object.prototype.hasOwnProperty.call(CPU_PRESETS, profile)
+      ? CPU_PRESETS[profile]
+      : undefined;
+  return preset?.cost ?? COST_GENERIC_V8;
+}
 
 /** Input to resolveCpu(): an optional preset name plus per-feature overrides. */
 export interface CpuSpec extends Partial<CpuFeatures> {

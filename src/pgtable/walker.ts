@@ -134,6 +134,19 @@ export class Walker {
     this.gen++;
   }
 
+  /** Sets a walk's range and the context fields that stay the same for all its visits. */
+  private static startWalk(d: WalkData, start: number, end: number, fromRoot: boolean): void {
+    d.start = start;
+    d.addr = start;
+    d.end = end;
+    d.fromRoot = fromRoot;
+    const c = d.ctx;
+    c.start = start;
+    c.end = end;
+    c.flags = d.flags;
+    c.arg = d.arg;
+  }
+
   /** Releases the WalkData of the innermost walk. */
   endWalk(): void {
     this.depth--;
@@ -157,10 +170,7 @@ export class Walker {
       if (ret !== 1) return ret;
     }
     const d = this.beginWalk(cb, arg, flags);
-    d.start = start;
-    d.addr = start;
-    d.end = end;
-    d.fromRoot = true;
+    Walker.startWalk(d, start, end, true);
     let ret = 0;
     for (let i = geo.pgdPageIndex(start); d.addr < d.end; i++) {
       ret = this.walkTable(d, pgd + i, geo.startLevel);
@@ -192,10 +202,7 @@ export class Walker {
       if (this.pool.pageCount(page) - counted <= 1) return 1;
     }
     const d = this.beginWalk(cb, arg, flags);
-    d.start = start;
-    d.addr = start;
-    d.end = end;
-    d.fromRoot = true;
+    Walker.startWalk(d, start, end, true);
     const ret = this.visit(d, words, page, idx, 3);
     this.endWalk();
     return ret;
@@ -207,10 +214,7 @@ export class Walker {
    */
   walkDetached(page: number, level: number, end: number, cb: Visitor, arg: unknown, flags: number): number {
     const d = this.beginWalk(cb, arg, flags);
-    d.start = 0;
-    d.addr = 0;
-    d.end = end;
-    d.fromRoot = false;
+    Walker.startWalk(d, 0, end, false);
     const ret = this.walkTable(d, page, level);
     this.endWalk();
     return ret;
@@ -289,18 +293,15 @@ export class Walker {
     addr: number,
     level: number,
   ): WalkCtx {
+    // start, end, flags and arg are the walk's own: set once by startWalk().
     const c = d.ctx;
     c.words = words;
     c.page = page;
     c.idx = idx;
     c.oldLo = oldLo;
     c.oldHi = oldHi;
-    c.start = d.start;
     c.addr = addr;
-    c.end = d.end;
     c.level = level;
-    c.flags = d.flags;
-    c.arg = d.arg;
     return c;
   }
 }

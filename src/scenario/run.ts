@@ -5,8 +5,10 @@
  */
 
 import { hex64 } from '../pgtable/descriptor.js';
-import { resolveCpu } from '../mmu/cpu.js';
+import { cpuCostParams, resolveCpu } from '../mmu/cpu.js';
 import type { CpuFeatures } from '../mmu/cpu.js';
+import { CostBreakdown, costShapeOf, modelledCost } from '../mmu/cost.js';
+import type { CostCause, CostParams, CostShape } from '../mmu/cost.js';
 import {
   MT_DEVICE_nGnRE,
   MT_DEVICE_nGnRnE,
@@ -86,6 +88,12 @@ export interface RunSummary {
   hostPagesZeroed: number;
   /** Pages whose MTE tags were cleared. */
   mtePagesCleared: number;
+  /** Modelled hardware time of the whole run, ns (cost.ts; host-side steps included). */
+  modelledNs: number;
+  /** The same split by cause, ns. */
+  modelledByCause: Record<CostCause, number>;
+  /** The preset whose unit costs priced the run (generic-v8 without a profile). */
+  costModel: string;
 }
 
 /** A run-time error in a scenario that passed validation (e.g. the host ran out of RAM). */
@@ -167,6 +175,10 @@ export class ScenarioRunner {
   private readonly result = new AccessResult();
   private readonly summary: RunSummary;
   private readonly opts: RunOptions;
+  /** The cost model's unit costs (the CPU profile's) and the VM's shape. */
+  readonly costParams: CostParams;
+  readonly costShape: CostShape;
+  private readonly costScratch = new CostBreakdown();
 
   constructor(scenario: Scenario, opts: RunOptions = {}) {
     this.scenario = scenario;
@@ -218,7 +230,13 @@ export class ScenarioRunner {
       icacheInvalAll: 0,
       hostPagesZeroed: 0,
       mtePagesCleared: 0,
+      modelledNs: 0,
+      modelledByCause: new CostBreakdown().toRecord(),
+      costModel: '',
     };
+    this.costParams = cpuCostParams('profile' in scenario.cpu ? scenario.cpu.profile : undefined);
+    this.costShape = costShapeOf(this.kvm);
+    this.summary.costModel = this.costParams.name;
     for (const v of scenario.vmas) {
       let flags = protBits(v.prot);
       if (v.flags.shared) flags |= VM_SHARED;
@@ -345,6 +363,15 @@ export class ScenarioRunner {
     return r;
   }
 
+  /**
+   * The modelled hardware time of one access (its AccessResult's stats), by cause. Returns
+   * a breakdown the runner reuses: copy what you keep.
+   */
+  accessCost(r: AccessResult): CostBreakdown {
+    modelledCost(r.stats, this.costParams, this.costScratch, this.costShape);
+    return this.costScratch;
+  }
+
   /** Runs the scenario. Returns the summary. */
   run(sink: RunSink = {}): RunSummary {
     for (const m of this.scenario.memslots) this.withStats(() => this.createSlot(m, null, sink));
@@ -363,6 +390,9 @@ export class ScenarioRunner {
     s.icacheInvalAll = t.icacheInvalAll;
     s.hostPagesZeroed = t.hostPagesZeroed;
     s.mtePagesCleared = t.mtePagesCleared;
+    const cost = new CostBreakdown();
+    s.modelledNs = Math.round(modelledCost(t, this.costParams, cost, this.costShape));
+    s.modelledByCause = cost.toRecord();
     // Dirty pages still marked in the bitmaps count too.
     for (const slot of this.kvm.memslots.current.slots) {
       if (slot.dirtyBitmap) for (const w of slot.dirtyBitmap) s.dirtyPages += popcount(w);
@@ -396,8 +426,11 @@ function hx(n: number): string {
   return '0x' + n.toString(16);
 }
 
-/** The JSON object of one access line (scenario-format.md). Returns a fresh object. */
-export function accessJson(step: number, r: AccessResult): Record<string, unknown> {
+/**
+ * The JSON object of one access line (scenario-format.md). With `costNs` (the runner's
+ * accessCost(r).total), the line ends with the modelled hardware time. Returns a fresh object.
+ */
+export function accessJson(step: number, r: AccessResult, costNs?: number): Record<string, unknown> {
   const o: Record<string, unknown> = {
     step,
     access: ACCESS_NAMES[r.access],
@@ -428,5 +461,6 @@ export function accessJson(step: number, r: AccessResult): Record<string, unknow
     o['va'] = hx(r.va);
     if (r.stage1Fault) o['stage1Fault'] = true;
   }
+  if (costNs !== undefined) o['costNs'] = Math.round(costNs);
   return o;
 }
