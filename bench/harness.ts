@@ -49,7 +49,8 @@ function forceGc(): boolean {
 
 /**
  * Heap bytes one operation allocates: GC, one batch, heap delta. Run with a large young
- * generation (--max-semi-space-size) so no scavenge hides allocation inside the batch.
+ * generation fixed in size (--min/--max-semi-space-size, as `npm run bench` passes) so no
+ * scavenge hides allocation inside the batch.
  * Returns bytes per op (NaN without --expose-gc).
  */
 function measureBytesPerOp<S>(c: BenchCase<S>, state: S): number {
@@ -127,21 +128,4 @@ export function fmtRate(x: number): string {
   return `${x.toFixed(1)}/s`;
 }
 
-/** A Fisher–Yates permutation of 0..n−1 from a fixed seed (xorshift32). */
-export function permutation(n: number, seed: number): Int32Array {
-  const p = new Int32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  let x = seed >>> 0 || 1;
-  for (let i = n - 1; i > 0; i--) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    const j = x % (i + 1);
-    const t = p[i]!;
-    p[i] = p[j]!;
-    p[j] = t;
-  }
-  return p;
-}
+export { permutation } from '../src/scenario/permutation.js';

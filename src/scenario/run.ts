@@ -29,6 +29,7 @@ import type { Vma as HostVma } from '../mmu/host/vma.js';
 import type { KernelName } from '../mmu/kernel.js';
 import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from '../mmu/memslots.js';
 import { GuestStage1 } from '../mmu/stage1.js';
+import { permutation } from './permutation.js';
 import {
   ACCESS_NAMES,
   ACC_AT,
@@ -143,25 +144,6 @@ export function countAccesses(s: Scenario): number {
     else if (st.kind === 'touch') n += Math.ceil(st.size / st.stride);
   }
   return n;
-}
-
-/** xorshift32: the permutation generator of `touch` with `order: "random"`. */
-function permute(n: number, seed: number): Int32Array {
-  const p = new Int32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  let x = seed >>> 0 || 0x9e3779b9;
-  for (let i = n - 1; i > 0; i--) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    const j = x % (i + 1);
-    const t = p[i]!;
-    p[i] = p[j]!;
-    p[j] = t;
-  }
-  return p;
 }
 
 /**
@@ -313,7 +295,7 @@ export class ScenarioRunner {
         const k = ACCESS_KIND[st.access];
         const n = Math.ceil(st.size / st.stride);
         if (st.order === 'random') {
-          const p = permute(n, st.seed);
+          const p = permutation(n, st.seed);
           for (let i = 0; i < n; i++) this.doAccess(st.index, k, st.from + p[i]! * st.stride, sink);
         } else {
           for (let i = 0; i < n; i++) this.doAccess(st.index, k, st.from + i * st.stride, sink);
