@@ -152,6 +152,10 @@ export class Stage2PageTable {
   private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
   private readonly leaf: LeafOut = { lo: 0, hi: 0 };
   private readonly leafResult = new LeafResult();
+  /** Addresses of the operation being started (see map). */
+  private reqAddr = 0.5;
+  private reqSize = 0.5;
+  private reqPhys = 0.5;
   private lastProt = -1;
   private lastAttrLo = 0;
   private lastAttrHi = 0;
@@ -395,8 +399,18 @@ export class Stage2PageTable {
    * (bad prot, IDMAP mismatch), −ENOMEM, −ERANGE, or −EAGAIN with HANDLE_FAULT.
    */
   map(addr: number, size: number, phys: number, prot: number, mc: MemCache | null, flags = 0): number {
+    // Addresses go through fields: see Walker.walkRoot (no heap numbers per call).
+    this.reqAddr = addr;
+    this.reqSize = size;
+    this.reqPhys = phys;
+    return this.mapImpl(prot, mc, flags);
+  }
+
+  private mapImpl(prot: number, mc: MemCache | null, flags: number): number {
+    const addr = this.reqAddr;
+    const size = this.reqSize;
     const ps = this.geo.pageSize;
-    phys = Math.floor(phys * this.geo.invPageSize) * ps;
+    const phys = Math.floor(this.reqPhys * this.geo.invPageSize) * ps;
     const data = this.mapData;
     data.forcePte = this.forcePteCb !== null && this.forcePteCb(addr, addr + size, prot);
     if (this.flags & KVM_PGTABLE_S2_IDMAP && addr !== phys) return EINVAL;
@@ -493,6 +507,14 @@ export class Stage2PageTable {
    * split) and frees tables left empty. Returns 0 or a walk error (−ERANGE).
    */
   unmap(addr: number, size: number): number {
+    this.reqAddr = addr;
+    this.reqSize = size;
+    return this.unmapImpl();
+  }
+
+  private unmapImpl(): number {
+    const addr = this.reqAddr;
+    const size = this.reqSize;
     const ret = this.walker.walkRoot(
       this.pgd,
       addr,
@@ -588,6 +610,12 @@ export class Stage2PageTable {
    * then the uninitialised local: 0). Returns 0, −EINVAL (software bits) or −EAGAIN.
    */
   relaxPerms(addr: number, prot: number, flags = 0): number {
+    this.reqAddr = addr;
+    return this.relaxPermsImpl(prot, flags);
+  }
+
+  private relaxPermsImpl(prot: number, flags: number): number {
+    const addr = this.reqAddr;
     if (prot & KVM_PGTABLE_PROT_SW_MASK) return EINVAL;
     let setLo = 0;
     let clrHi = 0;

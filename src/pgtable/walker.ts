@@ -111,6 +111,9 @@ export class Walker {
   private gen = 0;
   /** Whether single-page walks may use the walk cache (on by default; tests compare both). */
   useCache = true;
+  /** The range of the walk being started (see walkRoot). */
+  private reqAddr = 0.5;
+  private reqSize = 0.5;
 
   constructor(geo: Geometry, layout: AddrLayout, pool: TablePool) {
     this.geo = geo;
@@ -157,16 +160,26 @@ export class Walker {
    * the root pages. Returns 0, −ERANGE outside the IPA space, or the stopping visitor's error.
    */
   walkRoot(pgd: number, addr: number, size: number, cb: Visitor, arg: unknown, flags: number): number {
+    // A small wrapper that the JIT inlines into callers: the addresses go into fields (stored
+    // in place as doubles) rather than as arguments to the large body, which V8 would box as
+    // heap numbers on every call once they exceed the small-integer range.
+    this.reqAddr = addr;
+    this.reqSize = size;
+    return this.walkRootImpl(pgd, cb, arg, flags);
+  }
+
+  private walkRootImpl(pgd: number, cb: Visitor, arg: unknown, flags: number): number {
     const geo = this.geo;
     const ps = geo.pageSize;
     const inv = geo.invPageSize;
-    const start = Math.floor(addr * inv) * ps;
-    const end = Math.ceil((start + size) * inv) * ps;
+    const start = Math.floor(this.reqAddr * inv) * ps;
+    const end = Math.ceil((start + this.reqSize) * inv) * ps;
     const limit = geo.ipaLimit;
     if (start > limit || end > limit) return ERANGE;
     if (pgd < 0) return EINVAL;
     if (end - start === ps && this.useCache) {
-      const ret = this.walkCached(start, end, cb, arg, flags);
+      this.reqAddr = start;
+      const ret = this.walkCached(cb, arg, flags);
       if (ret !== 1) return ret;
     }
     const d = this.beginWalk(cb, arg, flags);
@@ -187,8 +200,10 @@ export class Walker {
    * the operation's WALK_UPPER_NOOP promise (TABLE_POST only while the table keeps another
    * entry). Returns the walk's result, or 1 when the full walk must run.
    */
-  private walkCached(start: number, end: number, cb: Visitor, arg: unknown, flags: number): number {
+  private walkCached(cb: Visitor, arg: unknown, flags: number): number {
     const geo = this.geo;
+    const start = this.reqAddr;
+    const end = start + geo.pageSize;
     if (flags & (KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_TABLE_POST) && !(flags & WALK_UPPER_NOOP))
       return 1;
     const region = Math.floor(start * geo.invSizes[3]!);
