@@ -256,6 +256,8 @@ describe('steps 1 and 4: syndromes a stage-1-off guest cannot raise (driven dire
     // Returned before any lock or memcache work.
     expect(r.runner.kvm.locks.isBalanced()).toBe(true);
     const slot = r.runner.kvm.gfnToMemslot(0x40001)!;
-    expect(userMemAbort(v, 0x4000_1000, slot, 0x7f00_0000_1000, true)).toBe(-14);
+    v.faultIpa = 0x4000_1000;
+    v.hva = 0x7f00_0000_1000;
+    expect(userMemAbort(v, slot, true)).toBe(-14);
   });
 });

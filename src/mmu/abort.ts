@@ -152,7 +152,8 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
 
     // 11. user_mem_abort(); 0 becomes 1.
     vcpu.handler = 'user_mem_abort';
-    ret = vcpu.handlerRet = userMemAbort(vcpu, faultIpa, memslot!, hva, esrFscIsPermissionFault(esr));
+    vcpu.hva = hva;
+    ret = vcpu.handlerRet = userMemAbort(vcpu, memslot!, esrFscIsPermissionFault(esr));
     if (ret === 0) ret = 1;
   }
   // 12. -ENOEXEC becomes an injected instruction abort.

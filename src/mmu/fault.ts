@@ -133,19 +133,18 @@ function earlyReturn(kvm: Kvm, vcpu: Vcpu, ret: number): number {
 }
 
 /**
- * user_mem_abort(vcpu, fault_ipa, nested = NULL, memslot, hva, fault_is_perm): resolves a
+ * user_mem_abort(vcpu, fault_ipa, nested = NULL, memslot, hva, fault_is_perm), with fault_ipa
+ * and hva in vcpu.faultIpa and vcpu.hva: resolves a
  * stage-2 translation or permission fault on memory backed by a memslot. Returns 0 (mapped,
  * relaxed, or nothing to do: the guest retries) or a negative errno (−EFAULT, −ENOMEM,
  * −EINVAL; −ENOEXEC for an exec fault on non-cacheable memory, which the caller turns into
  * an injected instruction abort).
  */
-export function userMemAbort(
-  vcpu: Vcpu,
-  faultIpa: number,
-  memslot: Memslot,
-  hva: number,
-  faultIsPerm: boolean,
-): number {
+export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean): number {
+  // fault_ipa and hva arrive in vcpu.faultIpa and vcpu.hva rather than as arguments: V8
+  // would box them as heap numbers on every call.
+  const faultIpa = vcpu.faultIpa;
+  const hva = vcpu.hva;
   const kvm = vcpu.kvm;
   const kernel = kvm.kernel;
   const g = kvm.granule;

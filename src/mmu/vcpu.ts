@@ -167,6 +167,8 @@ export class Vcpu {
   /** The last run() ended with a successful hardware walk (its result is the leaf). */
   private walkHit = false;
   private readonly leaf = new LeafResult();
+  /** The address of the access being run (see access()). */
+  private reqAddr = 0.5;
   /** ESR_EL2 of the abort. */
   esr = 0;
   /** The fault IPA from HPFAR_EL2 (the IPA's 4K page). */
@@ -175,6 +177,8 @@ export class Vcpu {
   far = 0;
   /** user_mem_abort's working fault_ipa (THP adjustment moves it). */
   ufFaultIpa = 0;
+  /** The host address of the faulting page (kvm_handle_guest_abort's hva). */
+  hva = 0;
   readonly faultin: FaultinResult = newFaultinResult();
   readonly hvaProt: HvaProt = { writable: false };
   /** Which path handled the last abort, and what that handler returned. */
@@ -199,6 +203,13 @@ export class Vcpu {
    * (which also receives this access's AccessStats). Returns the outcome.
    */
   access(kind: number, addr: number, out: AccessResult): number {
+    // Addresses reach the large bodies through fields, not arguments (see Walker.walkRoot).
+    this.reqAddr = addr;
+    return this.accessImpl(kind, out);
+  }
+
+  private accessImpl(kind: number, out: AccessResult): number {
+    const addr = this.reqAddr;
     const kvm = this.kvm;
     const stats = out.stats;
     stats.reset();
@@ -211,7 +222,7 @@ export class Vcpu {
     out.stage1Fault = false;
     out.nFaults = 0;
     out.errno = 0;
-    out.outcome = this.run(kind, addr, out);
+    out.outcome = this.run(kind, out);
     const ipa = out.ipa;
     stats.hostPagesZeroed = kvm.phys.stats.zeroedPages - zeroedBefore;
     stats.uffdEvents = kvm.mm.stats.uffdEvents - uffdBefore;
@@ -250,7 +261,8 @@ export class Vcpu {
     return out.outcome;
   }
 
-  private run(kind: number, addr: number, out: AccessResult): number {
+  private run(kind: number, out: AccessResult): number {
+    const addr = this.reqAddr;
     const w = this.walk;
     this.walkHit = false;
     const s1 = this.stage1;
@@ -271,13 +283,16 @@ export class Vcpu {
         let st = S1_DESC;
         let ok: boolean;
         for (;;) {
-          ok = this.hw.walk(sw.descIpa, sw.descWrite ? ACCESS_WRITE : ACCESS_READ, w);
+          w.ipa = sw.descIpa;
+          ok = this.hw.walkAt(sw.descWrite ? ACCESS_WRITE : ACCESS_READ, w);
           if (!ok) break;
           st = s1.step(sw, writeKind || kind === ACC_CAS, iabt);
           if (st !== S1_DESC) break;
         }
         if (!ok) {
-          const o = this.takeAbort(out, iabt, sw.descWrite, false, true, false, sw.descIpa, addr);
+          this.faultIpa = Math.floor(sw.descIpa / 4096) * 4096;
+          this.far = addr;
+          const o = this.takeAbort(out, iabt, sw.descWrite, false, true, false);
           if (o >= 0) return o;
           continue;
         }
@@ -295,9 +310,10 @@ export class Vcpu {
       // faults report a read), then the write permission check.
       const hwAccess: AccessKind = iabt ? ACCESS_EXEC : writeKind && !cm ? ACCESS_WRITE : ACCESS_READ;
       let wnr = writeKind;
-      let ok = this.hw.walk(ipa, hwAccess, w);
+      w.ipa = ipa;
+      let ok = this.hw.walkAt(hwAccess, w);
       if (ok && kind === ACC_CAS) {
-        ok = this.hw.walk(ipa, ACCESS_WRITE, w);
+        ok = this.hw.walkAt(ACCESS_WRITE, w);
         wnr = !ok && w.fault === FAULT_PERMISSION;
       }
       if (ok) {
@@ -305,13 +321,16 @@ export class Vcpu {
         this.walkHit = true;
         return OUT_DONE;
       }
-      const o = this.takeAbort(out, iabt, wnr, isv, false, cm, ipa, addr);
+      // HPFAR is the 4K page of the IPA; FAR the address the access named.
+      this.faultIpa = Math.floor(ipa / 4096) * 4096;
+      this.far = addr;
+      const o = this.takeAbort(out, iabt, wnr, isv, false, cm);
       if (o >= 0) return o;
     }
   }
 
   /**
-   * Takes a stage-2 abort for the fault in this.walk at `ipa` (FAR = `far`) and runs
+   * Takes a stage-2 abort for the fault in this.walk at this.faultIpa (FAR = this.far) and runs
    * kvm_handle_guest_abort(). Returns the access's outcome, or −1 to retry the access.
    */
   private takeAbort(
@@ -321,14 +340,10 @@ export class Vcpu {
     isv: boolean,
     s1ptw: boolean,
     cm: boolean,
-    ipa: number,
-    far: number,
   ): number {
     const w = this.walk;
-    // The syndrome, HPFAR (the 4K page of the IPA) and FAR.
+    // The syndrome; HPFAR (faultIpa) and FAR are already set.
     this.esr = makeEsr(iabt, fscFor(w.fault, w.level), wnr, isv, s1ptw, cm);
-    this.faultIpa = Math.floor(ipa / 4096) * 4096;
-    this.far = far;
     this.exitReason = EXIT_NONE;
     this.injected = INJECTED_NONE;
     this.pcSkipped = false;

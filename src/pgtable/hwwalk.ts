@@ -214,9 +214,20 @@ export class HwWalker {
    * Returns true on success; `out` holds the output address and leaf, or the fault.
    */
   walk(ipa: number, access: AccessKind, out: HwWalkResult): boolean {
+    // A wrapper the JIT inlines: the IPA reaches the body through `out` (a double field
+    // written in place), not as an argument V8 would box on every call.
+    out.ipa = ipa;
+    return this.walkAt(access, out);
+  }
+
+  /**
+   * walk() for the IPA already in `out.ipa`: what hot callers use, so no address is passed
+   * as an argument at all. Returns true on success.
+   */
+  walkAt(access: AccessKind, out: HwWalkResult): boolean {
     const pgt = this.pgt;
     const geo = pgt.geo;
-    out.ipa = ipa;
+    const ipa = out.ipa;
     out.access = access;
     out.fault = FAULT_NONE;
     out.fsc = 0;
