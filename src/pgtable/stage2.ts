@@ -29,7 +29,7 @@ import {
   KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W,
   KVM_PTE_TYPE_TABLE,
   KVM_PTE_VALID,
-  initValidLeafPte,
+  buildValidLeafPte,
   pteCacheable,
   pteExecutable,
   pteIsLocked,
@@ -37,7 +37,7 @@ import {
   stage2PteProt,
   stage2SetProtAttr,
 } from './descriptor.js';
-import type { AttrOut, LeafOut } from './descriptor.js';
+import type { AttrOut, LeafBuild } from './descriptor.js';
 import { Geometry } from './geometry.js';
 import type { GranuleSize } from './geometry.js';
 import { MemCache, NULL_EVENTS, TLBI_TTL_UNKNOWN, TablePool } from './pool.js';
@@ -150,12 +150,15 @@ export class Stage2PageTable {
   private readonly unlinkedMapData = new MapData();
   private readonly attrData = new AttrData();
   private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
-  private readonly leaf: LeafOut = { lo: 0, hi: 0 };
+  private readonly leaf: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
   private readonly leafResult = new LeafResult();
   /** Addresses of the operation being started (see map). */
   private reqAddr = 0.5;
   private reqSize = 0.5;
   private reqPhys = 0.5;
+  /** The range of the kvm_tlb_flush_vmid_range() being issued. */
+  private flushAddr = 0.5;
+  private flushSize = 0.5;
   private lastProt = -1;
   private lastAttrLo = 0;
   private lastAttrHi = 0;
@@ -213,13 +216,15 @@ export class Stage2PageTable {
    * TLBIs of whole pages (a sub-page size invalidates nothing), at most
    * MAX_TLBI_RANGE_PAGES pages per call.
    */
-  private tlbFlushVmidRange(addr: number, size: number): void {
+  private tlbFlushVmidRange(): void {
+    // The range is in flushAddr/flushSize (fields, not arguments: see map()).
     if (!this.tlbiRange) {
       this.events.tlbiVmid();
       return;
     }
     const ps = this.geo.pageSize;
-    let pages = Math.floor(size / ps);
+    let addr = this.flushAddr;
+    let pages = Math.floor(this.flushSize / ps);
     while (pages > 0) {
       const n = pages < MAX_TLBI_RANGE_PAGES ? pages : MAX_TLBI_RANGE_PAGES;
       this.events.tlbiVmidRange(addr, n * ps);
@@ -252,7 +257,9 @@ export class Stage2PageTable {
     if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_BBM_TLBI) === 0) {
       if (pteIsTable(oldLo, ctx.level)) {
         const size = this.geo.sizes[ctx.level + 1]!;
-        this.tlbFlushVmidRange(Math.floor(ctx.addr / size) * size, size);
+        this.flushAddr = Math.floor(ctx.addr / size) * size;
+        this.flushSize = size;
+        this.tlbFlushVmidRange();
       } else if (oldLo & KVM_PTE_VALID) {
         this.events.tlbiVmidIpa(ctx.addr, ctx.level);
       }
@@ -316,14 +323,8 @@ export class Stage2PageTable {
       leaf.lo = data.ownerLo;
       leaf.hi = 0;
     } else {
-      initValidLeafPte(
-        this.layout,
-        data.phys + (ctx.addr - ctx.start),
-        data.attrLo,
-        data.attrHi,
-        level,
-        leaf,
-      );
+      leaf.pa = data.phys + (ctx.addr - ctx.start);
+      buildValidLeafPte(this.layout, data.attrLo, data.attrHi, level, leaf);
     }
     const newLo = leaf.lo;
     const newHi = leaf.hi;
@@ -524,7 +525,11 @@ export class Stage2PageTable {
       KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST | WALK_UPPER_NOOP,
     );
     // The deferred flush uses the caller's raw range and is issued even if the walk failed.
-    if (this.unmapDeferTlbFlush()) this.tlbFlushVmidRange(addr, size);
+    if (this.unmapDeferTlbFlush()) {
+      this.flushAddr = addr;
+      this.flushSize = size;
+      this.tlbFlushVmidRange();
+    }
     return ret;
   }
 

@@ -264,11 +264,13 @@ export class Walker {
     let ret = 0;
     let reload = false;
     if (table && flags & KVM_PGTABLE_WALK_TABLE_PRE) {
-      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, addr, level), VISIT_TABLE_PRE);
+      d.ctx.addr = addr;
+      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, level), VISIT_TABLE_PRE);
       reload = true;
     }
     if (!table && flags & KVM_PGTABLE_WALK_LEAF) {
-      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, addr, level), VISIT_LEAF);
+      d.ctx.addr = addr;
+      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, level), VISIT_LEAF);
       reload = true;
     }
     if (reload) {
@@ -293,7 +295,8 @@ export class Walker {
     ret = this.walkTable(d, child, level + 1);
     if (!Walker.cont(flags, ret)) return ret;
     if (flags & KVM_PGTABLE_WALK_TABLE_POST) {
-      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, addr, level), VISIT_TABLE_POST);
+      d.ctx.addr = addr;
+      ret = d.cb(this.fill(d, words, page, idx, oldLo, oldHi, level), VISIT_TABLE_POST);
     }
     return Walker.cont(flags, ret) ? 0 : ret;
   }
@@ -305,17 +308,16 @@ export class Walker {
     idx: number,
     oldLo: number,
     oldHi: number,
-    addr: number,
     level: number,
   ): WalkCtx {
-    // start, end, flags and arg are the walk's own: set once by startWalk().
+    // start, end, flags and arg are the walk's own: set once by startWalk(); addr is stored
+    // by the caller (a double: as an argument V8 would box it).
     const c = d.ctx;
     c.words = words;
     c.page = page;
     c.idx = idx;
     c.oldLo = oldLo;
     c.oldHi = oldHi;
-    c.addr = addr;
     c.level = level;
     return c;
   }
