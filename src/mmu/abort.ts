@@ -17,7 +17,7 @@ import {
   kvmVcpuAbtIssea,
 } from './esr.js';
 import { FAULT_WALK_FLAGS, userMemAbort } from './fault.js';
-import { KVM_HVA_ERR_BAD, gfnToHvaMemslotProt, kvmIsErrorHva } from './memslots.js';
+import { gfnToHvaMemslotProtInto, kvmIsErrorHva } from './memslots.js';
 import { EXIT_ARM_NISV, EXIT_MMIO, INJECTED_DABT, INJECTED_IABT, INJECTED_SERROR } from './exits.js';
 import type { Vcpu } from './vcpu.js';
 
@@ -112,7 +112,8 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
     const gfn = Math.floor(ipa / kvm.pageSize);
     const memslot = kvm.gfnToMemslot(gfn);
     const hvaProt = vcpu.hvaProt;
-    const hva = memslot ? gfnToHvaMemslotProt(memslot, gfn, kvm.pageShift, hvaProt) : KVM_HVA_ERR_BAD;
+    gfnToHvaMemslotProtInto(memslot, gfn, kvm.pageShift, hvaProt);
+    const hva = hvaProt.hva!;
     const writable = memslot ? hvaProt.writable : false;
     const writeFault = kvmIsWriteFault(esr);
 

@@ -154,6 +154,8 @@ export function gfnToMemslot(set: MemslotSet, gfn: number): Memslot | undefined 
 /** A reusable out-parameter for gfnToHvaMemslotProt(). */
 export interface HvaProt {
   writable: boolean;
+  /** The hva, filled by gfnToHvaMemslotProtInto(). */
+  hva?: number;
 }
 
 /**
@@ -168,10 +170,29 @@ export function gfnToHvaMemslotProt(
   pageShift: number,
   out: HvaProt,
 ): number {
+  gfnToHvaMemslotProtInto(slot, gfn, pageShift, out);
+  return out.hva!;
+}
+
+/**
+ * gfnToHvaMemslotProt() for the hot path: the hva goes into `out.hva` (KVM_HVA_ERR_BAD when
+ * there is none) rather than being returned, so no heap number is made for it. Returns true
+ * when the gfn has an hva.
+ */
+export function gfnToHvaMemslotProtInto(
+  slot: Memslot | undefined,
+  gfn: number,
+  pageShift: number,
+  out: HvaProt,
+): boolean {
   out.writable = false;
-  if (slot === undefined || gfn < slot.baseGfn || gfn >= slot.baseGfn + slot.npages) return KVM_HVA_ERR_BAD;
+  if (slot === undefined || gfn < slot.baseGfn || gfn >= slot.baseGfn + slot.npages) {
+    out.hva = KVM_HVA_ERR_BAD;
+    return false;
+  }
   out.writable = (slot.flags & KVM_MEM_READONLY) === 0;
-  return slot.userspaceAddr + (gfn - slot.baseGfn) * pow2(pageShift);
+  out.hva = slot.userspaceAddr + (gfn - slot.baseGfn) * pow2(pageShift);
+  return true;
 }
 
 /** Models kvm_is_error_hva(): true for KVM_HVA_ERR_BAD. */

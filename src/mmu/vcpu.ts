@@ -180,7 +180,7 @@ export class Vcpu {
   /** The host address of the faulting page (kvm_handle_guest_abort's hva). */
   hva = 0;
   readonly faultin: FaultinResult = newFaultinResult();
-  readonly hvaProt: HvaProt = { writable: false };
+  readonly hvaProt: HvaProt = { writable: false, hva: 0.5 };
   /** Which path handled the last abort, and what that handler returned. */
   handler = 'none';
   handlerRet = 0;
