@@ -15,6 +15,8 @@ import { ScenarioRunner, accessJson, countAccesses } from '../scenario/run.js';
 import type { RunSummary } from '../scenario/run.js';
 import type { Scenario, Step } from '../scenario/types.js';
 import { DescriptorView } from '../views/descriptor.js';
+import { hexShort } from '../views/hooks.js';
+import { formatSize } from '../scenario/values.js';
 import { CliInputError, readInput } from './errors.js';
 
 /** Options of the run command. */
@@ -26,17 +28,8 @@ export interface RunCommandOptions {
 
 const KERNEL_NAMES = ['6.16', 'seed', '6.17'];
 
-/** Bytes as 4K / 2M / 1G / 1.5M. */
-function size(b: number): string {
-  const units = ['', 'K', 'M', 'G', 'T'];
-  let i = 0;
-  while (b >= 1024 && i < units.length - 1 && b % 1024 === 0) {
-    b /= 1024;
-    i++;
-  }
-  if (b >= 1024 && i < units.length - 1) return `${(b / 1024).toFixed(1)}${units[i + 1]}`;
-  return `${b}${units[i]}`;
-}
+/** Bytes as 4K / 2M / 1G, or hex when not a whole unit. */
+const size = formatSize;
 
 /** Per-step aggregation for the readable report. */
 class StepAgg {
@@ -104,10 +97,6 @@ function describeStep(st: Step): string {
     case 'deleteMemslot':
       return `delete memslot ${st.slot}`;
   }
-}
-
-function hexShort(n: number): string {
-  return '0x' + n.toString(16);
 }
 
 /** Runs the command. Returns the exit status. */
