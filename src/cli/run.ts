@@ -28,8 +28,10 @@ export interface RunCommandOptions {
 
 const KERNEL_NAMES = ['6.16', 'seed', '6.17'];
 
-/** Bytes as 4K / 2M / 1G, or hex when not a whole unit. */
-const size = formatSize;
+/** Bytes as 0 / 4K / 2M / 1G, or hex when not a whole unit. */
+function size(b: number): string {
+  return b === 0 ? '0' : formatSize(b);
+}
 
 /** Per-step aggregation for the readable report. */
 class StepAgg {
