@@ -8,6 +8,8 @@
  * parser also uses, so the type and the validation cannot drift apart.
  */
 
+import { ACCESS_NAMES } from '../mmu/vcpu.js';
+
 /** The user_mem_abort() behaviour to model (fault-path.md §1). */
 export const KERNELS = ['6.16', 'seed', '6.17'] as const;
 /** `"6.16"` (before the cacheable-PFNMAP series), `"seed"` (the v7 proposal) or `"6.17"` (as merged). */
@@ -242,18 +244,8 @@ export interface GuestConfig {
   readonly stage1: GuestStage1;
 }
 
-/** Guest access kinds. */
-export const ACCESS_KINDS = [
-  'read',
-  'write',
-  'exec',
-  'cas',
-  'ld-preidx',
-  'st-preidx',
-  'dc-zva',
-  'dc-civac',
-  'at',
-] as const;
+/** Guest access kinds: the vCPU model's own names (src/mmu/vcpu.ts), in its ACC_* order. */
+export const ACCESS_KINDS = ACCESS_NAMES;
 /** One kind of guest access. */
 export type AccessKind = (typeof ACCESS_KINDS)[number];
 

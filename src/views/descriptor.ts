@@ -37,7 +37,7 @@ import {
 import type { AddrLayout } from '../pgtable/descriptor.js';
 import type { Geometry } from '../pgtable/geometry.js';
 import { describeS2MemAttr } from '../pgtable/memattr.js';
-import { DEBUG_DESCRIPTION, INSPECT_CUSTOM, hexShort, levelName } from './hooks.js';
+import { TextView, hexShort, levelName } from './hooks.js';
 
 /** What a view needs to decode a descriptor. A `Stage2PageTable` satisfies it. */
 export interface DescriptorContext {
@@ -86,7 +86,7 @@ const SW_NAMES = ['SW0', 'SW1', 'SW2', 'SW3'];
  * A decoded descriptor. Fields that do not apply to the kind are null (perms, memattr, sh,
  * af and sw apply to blocks and pages; oa to those and tables; owner to owner annotations).
  */
-export class DescriptorView {
+export class DescriptorView extends TextView {
   readonly kind: DescriptorKind;
   readonly level: number;
   /** The IPA the entry maps (its start), when the caller knows it. */
@@ -120,6 +120,7 @@ export class DescriptorView {
   readonly text: string;
 
   constructor(lo: number, hi: number, level: number, ctx: DescriptorContext, ipa: number | null = null) {
+    super();
     lo >>>= 0;
     hi >>>= 0;
     this.lo = lo;
@@ -219,20 +220,5 @@ export class DescriptorView {
       owner: this.owner,
       text: this.text,
     };
-  }
-
-  /** Returns the one-line text. */
-  toString(): string {
-    return this.text;
-  }
-
-  /** Node's util.inspect hook. Returns the one-line text. */
-  [INSPECT_CUSTOM](): string {
-    return this.text;
-  }
-
-  /** The debugger's description hook. Returns the one-line text. */
-  [DEBUG_DESCRIPTION](): string {
-    return this.text;
   }
 }

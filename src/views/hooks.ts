@@ -8,6 +8,30 @@ export const INSPECT_CUSTOM = Symbol.for('nodejs.util.inspect.custom');
 /** The debugger description hook (VS Code js-debug): a view returns its one-line text. */
 export const DEBUG_DESCRIPTION = Symbol.for('debug.description');
 
+/**
+ * A decoded view that prints as one line of text everywhere: `String(view)`, Node's inspect
+ * (console.log) and a debugger's variables pane.
+ */
+export abstract class TextView {
+  /** The one-line text. */
+  abstract readonly text: string;
+
+  /** Returns the one-line text. */
+  toString(): string {
+    return this.text;
+  }
+
+  /** Node's util.inspect hook. Returns the one-line text. */
+  [INSPECT_CUSTOM](): string {
+    return this.text;
+  }
+
+  /** The debugger's description hook. Returns the one-line text. */
+  [DEBUG_DESCRIPTION](): string {
+    return this.text;
+  }
+}
+
 /** Formats a non-negative address below 2^53 as `0x` and minimal lower-case hex. Returns the text. */
 export function hexShort(a: number): string {
   return '0x' + a.toString(16);

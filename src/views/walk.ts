@@ -23,7 +23,7 @@ import {
 import type { HwWalkResult } from '../pgtable/hwwalk.js';
 import { DescriptorView } from './descriptor.js';
 import type { DescriptorContext, DescriptorJson } from './descriptor.js';
-import { DEBUG_DESCRIPTION, INSPECT_CUSTOM, hexShort, levelName } from './hooks.js';
+import { TextView, hexShort, levelName } from './hooks.js';
 
 /** Access kinds by name. */
 export type AccessName = 'read' | 'write' | 'exec';
@@ -68,7 +68,7 @@ export interface WalkJson {
 }
 
 /** A decoded hardware walk: the output address and leaf, or the fault and where it was taken. */
-export class WalkView {
+export class WalkView extends TextView {
   readonly ipa: number;
   readonly access: AccessName;
   readonly ok: boolean;
@@ -87,6 +87,7 @@ export class WalkView {
   readonly text: string;
 
   constructor(r: HwWalkResult, ctx: DescriptorContext) {
+    super();
     this.ipa = r.ipa;
     this.access = accessName(r.access);
     this.ok = r.fault === FAULT_NONE;
@@ -119,20 +120,5 @@ export class WalkView {
       entry: this.entry === null ? null : this.entry.toJSON(),
       text: this.text,
     };
-  }
-
-  /** Returns the one-line text. */
-  toString(): string {
-    return this.text;
-  }
-
-  /** Node's util.inspect hook. Returns the one-line text. */
-  [INSPECT_CUSTOM](): string {
-    return this.text;
-  }
-
-  /** The debugger's description hook. Returns the one-line text. */
-  [DEBUG_DESCRIPTION](): string {
-    return this.text;
   }
 }
