@@ -14,7 +14,6 @@ import {
 } from '../src/mmu/memslots.js';
 import { markPageDirtyInSlot, getAndClearDirty, dirtyCount, testPageDirty } from '../src/mmu/dirty.js';
 
-const M = 2 ** 20;
 
 function threeSlots(): MemslotGenerations {
   const g = new MemslotGenerations();
@@ -136,13 +135,13 @@ describe('memslot generations', () => {
     const s0 = g.byId(0)!;
     const s1 = g.byId(1)!;
     const s2 = g.byId(2)!;
-    expect(faultSupportsStage2HugeMapping(s0, 0x1_0030_0000, 2 * M, 4096, 2 * M)).toBe(true);
-    expect(faultSupportsStage2HugeMapping(s1, 0x2_0030_0000, 2 * M, 4096, 2 * M)).toBe(false);
-    expect(faultSupportsStage2HugeMapping(s1, 0x2_0030_0000, 4096, 4096, 2 * M)).toBe(true);
+    expect(faultSupportsStage2HugeMapping(s0, { hva: 0x1_0030_0000 }, 21, 12, 21)).toBe(true);
+    expect(faultSupportsStage2HugeMapping(s1, { hva: 0x2_0030_0000 }, 21, 12, 21)).toBe(false);
+    expect(faultSupportsStage2HugeMapping(s1, { hva: 0x2_0030_0000 }, 12, 12, 21)).toBe(true);
     // s2: gpa 0xc0000000 vs hva 0x300100000: offsets differ within 2M? 0 vs 0x100000 → false
-    expect(faultSupportsStage2HugeMapping(s2, 0x3_0020_0000, 2 * M, 4096, 2 * M)).toBe(false);
-    expect(faultSupportsStage2HugeMapping(s0, 0x1_0000_0000, 2 ** 30, 4096, 2 * M)).toBe(false);
-    expect(faultSupportsStage2HugeMapping(s0, 0x1_0000_0000, 2 ** 30, 4096, 2 * M, true)).toBe(false);
+    expect(faultSupportsStage2HugeMapping(s2, { hva: 0x3_0020_0000 }, 21, 12, 21)).toBe(false);
+    expect(faultSupportsStage2HugeMapping(s0, { hva: 0x1_0000_0000 }, 30, 12, 21)).toBe(false);
+    expect(faultSupportsStage2HugeMapping(s0, { hva: 0x1_0000_0000 }, 30, 12, 21, true)).toBe(false);
   });
 });
 

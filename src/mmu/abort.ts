@@ -28,13 +28,12 @@ function kvmInjectSea(vcpu: Vcpu, iabt: boolean): number {
 }
 
 /**
- * io_mem_abort(vcpu, fault_ipa): an access to an address with no memory behind it. With a
- * valid syndrome KVM exits with KVM_EXIT_MMIO for the VMM to emulate (no in-kernel device
- * is modelled); without one, KVM_EXIT_ARM_NISV if userspace asked for it, else −ENOSYS.
- * Returns 0 for an exit to userspace or −ENOSYS.
+ * io_mem_abort(vcpu, fault_ipa), with fault_ipa in vcpu.mmioIpa: an access to an address with
+ * no memory behind it. With a valid syndrome KVM exits with KVM_EXIT_MMIO for the VMM to
+ * emulate (no in-kernel device is modelled); without one, KVM_EXIT_ARM_NISV if userspace
+ * asked for it, else −ENOSYS. Returns 0 for an exit to userspace or −ENOSYS.
  */
-function ioMemAbort(vcpu: Vcpu, ipa: number): number {
-  vcpu.mmioIpa = ipa;
+function ioMemAbort(vcpu: Vcpu): number {
   if (!esrIsv(vcpu.esr)) {
     if (vcpu.kvm.nisvToUser) {
       vcpu.exitReason = EXIT_ARM_NISV;
@@ -50,11 +49,12 @@ function ioMemAbort(vcpu: Vcpu, ipa: number): number {
  * handle_access_fault(): sets AF on the leaf (kvm_pgtable_stage2_mkyoung) under the
  * mmu_lock read side. Allocates nothing.
  */
-function handleAccessFault(vcpu: Vcpu, faultIpa: number): void {
+function handleAccessFault(vcpu: Vcpu): void {
   const kvm = vcpu.kvm;
   kvm.locks.mmuReadLock();
   kvm.stats.mkyoungs++;
-  kvm.pgt.mkyoung(faultIpa, FAULT_WALK_FLAGS);
+  kvm.pgt.reqAddr = vcpu.faultIpa;
+  kvm.pgt.mkyoungReq(FAULT_WALK_FLAGS);
   kvm.locks.mmuReadUnlock();
 }
 
@@ -99,7 +99,7 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
 
   // 4. Only translation, permission and access-flag faults get this far.
   if (!esrFscIsTranslationFault(esr) && !esrFscIsPermissionFault(esr) && !esrFscIsAccessFlagFault(esr)) {
-    kvm.diagnose(`Unsupported FSC: ESR 0x${esr.toString(16)}`);
+    kvm.diagnose(`Unsupported FSC: ESR 0x${(esr >>> 0).toString(16)}`);
     vcpu.handlerRet = EFAULT;
     return EFAULT;
   }
@@ -139,14 +139,15 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
         break out;
       }
       ipa += (vcpu.far >>> 0) & 0xfff;
-      ret = vcpu.handlerRet = ioMemAbort(vcpu, ipa);
+      vcpu.mmioIpa = ipa;
+      ret = vcpu.handlerRet = ioMemAbort(vcpu);
       break out;
     }
 
     // 10. Access flag: mkyoung the leaf.
     if (esrFscIsAccessFlagFault(esr)) {
       vcpu.handler = 'handle_access_fault';
-      handleAccessFault(vcpu, faultIpa);
+      handleAccessFault(vcpu);
       ret = vcpu.handlerRet = 1;
       break out;
     }

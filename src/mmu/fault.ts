@@ -46,18 +46,23 @@ export const FAULT_WALK_FLAGS = KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK
  * hstate's shift; VM_PFNMAP: PUD or PMD when hva and the physical address are congruent
  * at that size and the aligned window fits in the VMA; otherwise PAGE_SHIFT.
  */
-export function getVmaPageShift(kvm: Kvm, vma: Vma, hva: number): number {
+export function getVmaPageShift(kvm: Kvm, vma: Vma, at: { readonly hva: number }): number {
   if (vma.backing === 'hugetlb' && (vma.vmFlags & VM_PFNMAP) === 0) return vma.hugeShift;
   if ((vma.vmFlags & VM_PFNMAP) === 0) return kvm.pageShift;
   const g = kvm.granule;
-  const pa = vma.pgoff * g.pageSize + (hva - vma.start);
-  if (pfnmapBlockFits(vma, hva, pa, pow2(g.pudShift))) return g.pudShift;
-  if (pfnmapBlockFits(vma, hva, pa, pow2(g.pmdShift))) return g.pmdShift;
+  if (pfnmapBlockFits(vma, at, g.pageSize, g.pudShift)) return g.pudShift;
+  if (pfnmapBlockFits(vma, at, g.pageSize, g.pmdShift)) return g.pmdShift;
   return kvm.pageShift;
 }
 
-/** hva ≡ pa (mod size), and the size-aligned window around hva lies inside the VMA. */
-function pfnmapBlockFits(vma: Vma, hva: number, pa: number, size: number): boolean {
+/**
+ * hva ≡ pa (mod 2^shift), and the aligned window around hva lies inside the VMA. The hva comes
+ * in a field and the size as a shift: no double crosses the call (see FaultinResult).
+ */
+function pfnmapBlockFits(vma: Vma, at: { readonly hva: number }, pageSize: number, shift: number): boolean {
+  const hva = at.hva;
+  const size = pow2(shift);
+  const pa = vma.pgoff * pageSize + (hva - vma.start);
   const hvaOff = hva - Math.floor(hva / size) * size;
   const paOff = pa - Math.floor(pa / size) * size;
   const lo = hva - hvaOff;
@@ -67,16 +72,19 @@ function pfnmapBlockFits(vma: Vma, hva: number, pa: number, size: number): boole
 /**
  * transparent_hugepage_adjust(): when the host maps hva with a PMD or larger leaf and a PMD
  * block fits the memslot, promote the mapping to PMD_SIZE, aligning the vCPU's fault IPA
- * and pfn (not the gfn). Returns the new size, or −EAGAIN when the host entry vanished.
+ * and pfn (not the gfn). The hva is vcpu.hva. Returns the new size, or −EAGAIN when the host
+ * entry vanished.
  */
-function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot, hva: number): number {
+function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot): number {
   const g = kvm.granule;
   const pmdSize = pow2(g.pmdShift);
-  if (!faultSupportsStage2HugeMapping(memslot, hva, pmdSize, kvm.pageSize, pmdSize)) return kvm.pageSize;
+  if (!faultSupportsStage2HugeMapping(memslot, vcpu, g.pmdShift, g.pageShift, g.pmdShift)) return kvm.pageSize;
   // get_user_mapping_size(): the host's own leaf; an invalid one makes the fault replay.
-  const sz = kvm.mm.hostLeafSize(hva);
-  if (sz === 0) return EAGAIN;
-  if (sz < pmdSize) return kvm.pageSize;
+  const faultin = vcpu.faultin;
+  faultin.hva = vcpu.hva;
+  const shift = kvm.mm.hostLeafShiftReq(faultin);
+  if (shift === 0) return EAGAIN;
+  if (shift < g.pmdShift) return kvm.pageSize;
   vcpu.ufFaultIpa = Math.floor(vcpu.ufFaultIpa / pmdSize) * pmdSize;
   const ptrsPerPmd = pmdSize / kvm.pageSize;
   vcpu.faultin.pfn = Math.floor(vcpu.faultin.pfn / ptrsPerPmd) * ptrsPerPmd;
@@ -144,7 +152,6 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   // fault_ipa and hva arrive in vcpu.faultIpa and vcpu.hva rather than as arguments: V8
   // would box them as heap numbers on every call.
   const faultIpa = vcpu.faultIpa;
-  const hva = vcpu.hva;
   const kvm = vcpu.kvm;
   const kernel = kvm.kernel;
   const g = kvm.granule;
@@ -178,7 +185,9 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
 
   // S3. Find the VMA under mmap_lock.
   locks.mmapReadLock();
-  const vma = kvm.mm.vmaLookup(hva);
+  const faultin = vcpu.faultin;
+  faultin.hva = vcpu.hva;
+  const vma = kvm.mm.vmaLookupReq(faultin);
   if (vma === undefined) {
     locks.mmapReadUnlock();
     return EFAULT;
@@ -190,16 +199,16 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
     forcePte = true;
     vmaShift = g.pageShift;
   } else {
-    vmaShift = getVmaPageShift(kvm, vma, hva);
+    vmaShift = getVmaPageShift(kvm, vma, vcpu);
   }
-  const pud = pow2(g.pudShift);
-  const pmd = pow2(g.pmdShift);
   if (vmaShift === g.pudShift) {
-    if (!faultSupportsStage2HugeMapping(memslot, hva, pud, pageSize, pmd)) vmaShift = g.contPmdShift;
+    if (!faultSupportsStage2HugeMapping(memslot, vcpu, g.pudShift, g.pageShift, g.pmdShift))
+      vmaShift = g.contPmdShift;
   }
   if (vmaShift === g.contPmdShift) vmaShift = g.pmdShift;
   if (vmaShift === g.pmdShift) {
-    if (!faultSupportsStage2HugeMapping(memslot, hva, pmd, pageSize, pmd)) vmaShift = g.contPteShift;
+    if (!faultSupportsStage2HugeMapping(memslot, vcpu, g.pmdShift, g.pageShift, g.pmdShift))
+      vmaShift = g.contPteShift;
   }
   if (vmaShift === g.contPteShift) {
     vmaShift = g.pageShift;
@@ -211,7 +220,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   let vmaPagesize = pow2(vmaShift);
 
   // S6. In 6.17 only PMD/PUD mappings round the IPA down.
-  if (vmaPagesize === pmd || vmaPagesize === pud) {
+  if (vmaShift === g.pmdShift || vmaShift === g.pudShift) {
     ipa = Math.floor(ipa / vmaPagesize) * vmaPagesize;
     vcpu.ufFaultIpa = Math.floor(vcpu.ufFaultIpa / vmaPagesize) * vmaPagesize;
   }
@@ -233,8 +242,8 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   // S9. Look up the pfn (GUP, or the PFNMAP walk), faulting the host page in.
   // __kvm_faultin_pfn(memslot, gfn, ...) looks up the canonical gfn from S6: for a PMD/PUD
   // mapping that is the first page of the block, not the faulting page.
-  const faultin = vcpu.faultin;
-  kvm.mm.faultinPfn(memslot.userspaceAddr + (gfn - memslot.baseGfn) * pageSize, writeFault, faultin);
+  faultin.hva = memslot.userspaceAddr + (gfn - memslot.baseGfn) * pageSize;
+  kvm.mm.faultinPfnReq(faultin, writeFault);
   let writable = faultin.writable && (memslot.flags & KVM_MEM_READONLY) === 0;
   if (faultin.err === KVM_PFN_ERR_HWPOISON) {
     // kvm_send_hwpoison_signal(hva, vma_shift): SIGBUS, BUS_MCEERR_AR, with the vma_shift
@@ -282,7 +291,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
     // L2. Block promotion (permission faults reuse the existing block; else THP).
     if (vmaPagesize === pageSize && !(forcePte || s2ForceNoncacheable)) {
       if (faultIsPerm && faultGranule > pageSize) vmaPagesize = faultGranule;
-      else vmaPagesize = transparentHugepageAdjust(kvm, vcpu, memslot, hva);
+      else vmaPagesize = transparentHugepageAdjust(kvm, vcpu, memslot);
       if (vmaPagesize < 0) {
         ret = vmaPagesize;
         break out;
@@ -314,10 +323,14 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
     const heldBefore = memcache.nobjs;
     if (faultIsPerm && vmaPagesize === faultGranule) {
       kvm.stats.relaxes++;
-      ret = pgt.relaxPerms(vcpu.ufFaultIpa, prot, FAULT_WALK_FLAGS);
+      pgt.reqAddr = vcpu.ufFaultIpa;
+      ret = pgt.relaxPermsReq(prot, FAULT_WALK_FLAGS);
     } else {
       kvm.stats.maps++;
-      ret = pgt.map(vcpu.ufFaultIpa, vmaPagesize, faultin.pfn * pageSize, prot, memcache, FAULT_WALK_FLAGS);
+      pgt.reqAddr = vcpu.ufFaultIpa;
+      pgt.reqSize = vmaPagesize;
+      pgt.reqPhys = faultin.pfn * pageSize;
+      ret = pgt.mapReq(prot, memcache, FAULT_WALK_FLAGS);
     }
     kvm.stats.tablePagesAllocated += heldBefore - memcache.nobjs;
   }

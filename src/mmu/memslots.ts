@@ -240,27 +240,29 @@ export function forEachHvaRangeGfns(
 
 /**
  * Models fault_supports_stage2_huge_mapping(memslot, hva, map_size) (mmu.c):
- * a block of `size` can map hva only if the IPA and hva have the same offset
- * within a block and the size-aligned block around hva lies inside the slot's
- * host range. `pageSize` is PAGE_SIZE; `protectedKvm` applies the pKVM rule
- * (only PMD blocks), with `pmdSize` = PMD_SIZE.
+ * a block of 2^mapShift bytes can map `at.hva` only if the IPA and hva have the same offset
+ * within a block and the aligned block around hva lies inside the slot's host range.
+ * Sizes are given as shifts (PAGE_SHIFT, PMD_SHIFT) and the hva in a field: on the fault
+ * path an argument above 2^31 would be boxed into a new heap number (a PUD block is 64G
+ * with 16K pages, 4T with 64K). `protectedKvm` applies the pKVM rule (only PMD blocks).
  */
 export function faultSupportsStage2HugeMapping(
   slot: Memslot,
-  hva: number,
-  size: number,
-  pageSize: number,
-  pmdSize: number,
+  at: { readonly hva: number },
+  mapShift: number,
+  pageShift: number,
+  pmdShift: number,
   protectedKvm = false,
 ): boolean {
-  if (size === pageSize) return true;
-  if (protectedKvm && size !== pmdSize) return false;
+  if (mapShift === pageShift) return true;
+  if (protectedKvm && mapShift !== pmdShift) return false;
+  const size = pow2(mapShift);
+  const pageSize = pow2(pageShift);
   const gpaStart = slot.baseGfn * pageSize;
   const uaddrStart = slot.userspaceAddr;
   const uaddrEnd = uaddrStart + slot.npages * pageSize;
-  // Power-of-two arithmetic without `%` (fmod on doubles).
   if (gpaStart - Math.floor(gpaStart / size) * size !== uaddrStart - Math.floor(uaddrStart / size) * size)
     return false;
-  const lo = Math.floor(hva / size) * size;
+  const lo = Math.floor(at.hva / size) * size;
   return lo >= uaddrStart && lo + size <= uaddrEnd;
 }

@@ -140,7 +140,7 @@ export class AccessResult {
       f = { esr: 0, fsc: 0, level: 0, s1ptw: false, handler: '', ret: 0 };
       this.faults.push(f);
     }
-    f.esr = esr;
+    f.esr = esr >>> 0;
     f.fsc = fsc;
     f.level = level;
     f.s1ptw = s1ptw;
@@ -169,7 +169,7 @@ export class Vcpu {
   private readonly leaf = new LeafResult();
   /** The address of the access being run (see access()). */
   private reqAddr = 0.5;
-  /** ESR_EL2 of the abort. */
+  /** ESR_EL2 of the abort, as a signed 32-bit integer (see makeEsr; `>>> 0` for the register value). */
   esr = 0;
   /** The fault IPA from HPFAR_EL2 (the IPA's 4K page). */
   faultIpa = 0;

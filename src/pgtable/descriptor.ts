@@ -215,6 +215,8 @@ export class AddrLayout {
   readonly hiMask: number;
   /** true for 64K pages without LPA2: PA[51:48] goes to lo bits [15:12]. */
   readonly pa5148: boolean;
+  /** 2^(OA bits the layout holds): 2^52 with LPA2 or 64K pages, else 2^48. */
+  readonly oaLimit: number;
 
   constructor(pageShift: number, lpa2 = false) {
     this.pageShift = pageShift;
@@ -222,15 +224,20 @@ export class AddrLayout {
     this.loMask = ~((1 << pageShift) - 1) >>> 0;
     this.hiMask = lpa2 ? KVM_PTE_ADDR_HI_MASK_LPA2 : KVM_PTE_ADDR_HI_MASK;
     this.pa5148 = pageShift === 16 && !lpa2;
+    this.oaLimit = lpa2 || this.pa5148 ? 2 ** 52 : 2 ** 48;
   }
 
-  /** kvm_phys_to_pte(), low half. Returns lo bits of the OA field. */
+  /**
+   * kvm_phys_to_pte(), low half: the lo bits of the OA field, as a signed 32-bit integer
+   * (callers OR in the attributes and apply `>>> 0`). Signed, so that the value stays a small
+   * integer: an unsigned one with bit 31 set would be boxed on return when V8 does not inline.
+   */
   physLo(pa: number): number {
     // `>>> 0` is ToUint32: pa mod 2^32, exact for integers below 2^53.
     let lo = (pa >>> 0) & this.loMask;
     if (this.pa5148) lo |= ((Math.floor(pa * INV_TWO32) >>> 16) & 0xf) << 12;
     else if (this.lpa2) lo |= ((Math.floor(pa * INV_TWO32) >>> 18) & 3) << 8;
-    return lo >>> 0;
+    return lo | 0;
   }
 
   /** kvm_phys_to_pte(), high half: PA bits above 31 that the layout keeps (others dropped). */
@@ -240,10 +247,17 @@ export class AddrLayout {
 
   /** kvm_pte_to_phys(): the output address of a descriptor. Returns the PA. */
   toPhys(lo: number, hi: number): number {
-    let paHi = hi & this.hiMask;
-    if (this.pa5148) paHi += ((lo >>> 12) & 0xf) * 0x10000;
-    else if (this.lpa2) paHi += ((lo >>> 8) & 3) * 0x40000;
-    return paHi * TWO32 + ((lo & this.loMask) >>> 0);
+    // Kept small enough for V8 to inline everywhere: a double returned from a call that is
+    // not inlined becomes a new heap number. The OA bits held in the low half (PA[51:48] with
+    // 64K pages, PA[51:50] with LPA2) come from a helper given a signed, small-integer half.
+    return ((hi & this.hiMask) + this.oaHiInLo(lo | 0)) * TWO32 + ((lo & this.loMask) >>> 0);
+  }
+
+  /** The OA bits above 31 that the low half carries, as a multiple of 2^32 (0 for most layouts). */
+  private oaHiInLo(lo: number): number {
+    if (this.pa5148) return ((lo >>> 12) & 0xf) * 0x10000;
+    if (this.lpa2) return ((lo >>> 8) & 3) * 0x40000;
+    return 0;
   }
 }
 

@@ -152,10 +152,16 @@ export class Stage2PageTable {
   private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
   private readonly leaf: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
   private readonly leafResult = new LeafResult();
-  /** Addresses of the operation being started (see map). */
-  private reqAddr = 0.5;
-  private reqSize = 0.5;
-  private reqPhys = 0.5;
+  /**
+   * The addresses of the operation being started: the public entry points (map, unmap,
+   * relaxPerms, mkyoung) set them, or a caller on the fault path sets them itself and calls
+   * mapReq(), unmapReq(), relaxPermsReq() or mkyoungReq(). Doubles in fields are written in
+   * place; as arguments they would be boxed into a new heap number at every call V8 does not
+   * inline (addresses, and 2^32-scale sizes, are past the small-integer range).
+   */
+  reqAddr = 0.5;
+  reqSize = 0.5;
+  reqPhys = 0.5;
   /** The range of the kvm_tlb_flush_vmid_range() being issued. */
   private flushAddr = 0.5;
   private flushSize = 0.5;
@@ -233,6 +239,10 @@ export class Stage2PageTable {
     }
   }
 
+  // trySetPte() and makePte() take the new halves signed (`| 0`) or unsigned: the page stores
+  // them as unsigned either way, and a signed half stays a small integer where an unsigned one
+  // with bit 31 set is boxed into a heap number at every call V8 does not inline.
+
   /** stage2_try_set_pte(): a plain store when exclusive, compare-and-swap when shared. */
   private trySetPte(ctx: WalkCtx, lo: number, hi: number): boolean {
     const w = ctx.words;
@@ -278,9 +288,9 @@ export class Stage2PageTable {
     w[i + 1] = hi;
   }
 
-  /** kvm_init_table_pte(): a table descriptor pointing at pool page `child`. */
+  /** kvm_init_table_pte(): a table descriptor pointing at pool page `child` (lo signed, see trySetPte). */
   private tableLo(child: number): number {
-    return (this.layout.physLo(this.pool.phys(child)) | KVM_PTE_TYPE_TABLE) >>> 0;
+    return this.layout.physLo(this.pool.phys(child)) | KVM_PTE_TYPE_TABLE;
   }
   private tableHi(child: number): number {
     return this.layout.physHi(this.pool.phys(child));
@@ -351,18 +361,22 @@ export class Stage2PageTable {
         if (oldCounted) this.pool.putPage(ctx.page);
         else this.pool.getPage(ctx.page);
       }
-      this.trySetPte(ctx, newLo, newHi);
+      this.trySetPte(ctx, newLo | 0, newHi | 0);
       return 0;
     }
     if (!this.tryBreakPte(ctx)) return EAGAIN;
     // Cache maintenance happens before the new entry is visible, over the whole leaf.
     if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0) {
       const size = this.geo.sizes[level + 1]!;
-      if (pteCacheable(newLo, this.fwb))
-        this.events.dcacheCleanInvalPoc(this.layout.toPhys(newLo, newHi), size);
-      if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(this.layout.toPhys(newLo, newHi), size);
+      // kvm_pte_follow(new): the leaf's own PA when the layout holds all of it, which saves a
+      // call that returns a double (boxed when not inlined); else decoded, as the layout
+      // drops the bits it has no room for.
+      const pa =
+        !data.annotation && leaf.pa < this.layout.oaLimit ? leaf.pa : this.layout.toPhys(newLo, newHi);
+      if (pteCacheable(newLo, this.fwb)) this.events.dcacheCleanInvalPoc(pa, size);
+      if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(pa, size);
     }
-    this.makePte(ctx, newLo, newHi);
+    this.makePte(ctx, newLo | 0, newHi | 0);
     return 0;
   }
 
@@ -404,10 +418,11 @@ export class Stage2PageTable {
     this.reqAddr = addr;
     this.reqSize = size;
     this.reqPhys = phys;
-    return this.mapImpl(prot, mc, flags);
+    return this.mapReq(prot, mc, flags);
   }
 
-  private mapImpl(prot: number, mc: MemCache | null, flags: number): number {
+  /** map() of [reqAddr, reqAddr + reqSize) to reqPhys. */
+  mapReq(prot: number, mc: MemCache | null, flags = 0): number {
     const addr = this.reqAddr;
     const size = this.reqSize;
     const ps = this.geo.pageSize;
@@ -428,10 +443,10 @@ export class Stage2PageTable {
     data.attrHi = this.lastAttrHi;
     data.mc = mc;
     data.annotation = false;
-    return this.walker.walkRoot(
+    this.walker.reqAddr = addr;
+    this.walker.reqSize = size;
+    return this.walker.walkReq(
       this.pgd,
-      addr,
-      size,
       this.mapVisitor,
       data,
       flags | KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF | WALK_UPPER_NOOP,
@@ -450,10 +465,10 @@ export class Stage2PageTable {
     data.forcePte = true;
     data.annotation = true;
     data.ownerLo = ownerId << 2;
-    return this.walker.walkRoot(
+    this.walker.reqAddr = addr;
+    this.walker.reqSize = size;
+    return this.walker.walkReq(
       this.pgd,
-      addr,
-      size,
       this.mapVisitor,
       data,
       KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF,
@@ -510,16 +525,17 @@ export class Stage2PageTable {
   unmap(addr: number, size: number): number {
     this.reqAddr = addr;
     this.reqSize = size;
-    return this.unmapImpl();
+    return this.unmapReq();
   }
 
-  private unmapImpl(): number {
+  /** unmap() of [reqAddr, reqAddr + reqSize). */
+  unmapReq(): number {
     const addr = this.reqAddr;
     const size = this.reqSize;
-    const ret = this.walker.walkRoot(
+    this.walker.reqAddr = addr;
+    this.walker.reqSize = size;
+    const ret = this.walker.walkReq(
       this.pgd,
-      addr,
-      size,
       this.unmapVisitor,
       null,
       KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST | WALK_UPPER_NOOP,
@@ -551,7 +567,7 @@ export class Stage2PageTable {
       if (pteExecutable(newLo, newHi) && !pteExecutable(oldLo, oldHi)) {
         this.events.icacheInvalPou(this.layout.toPhys(newLo, newHi), this.geo.sizes[ctx.level + 1]!);
       }
-      if (!this.trySetPte(ctx, newLo, newHi)) return EAGAIN;
+      if (!this.trySetPte(ctx, newLo | 0, newHi | 0)) return EAGAIN;
     }
     return 0;
   }
@@ -560,15 +576,7 @@ export class Stage2PageTable {
    * stage2_update_leaf_attrs(). On success the last leaf seen is left in attrData
    * (pteLo/pteHi/level); on error those are not updated. Returns the walk result.
    */
-  private updateLeafAttrs(
-    addr: number,
-    size: number,
-    setLo: number,
-    setHi: number,
-    clrLo: number,
-    clrHi: number,
-    flags: number,
-  ): number {
+  private updateLeafAttrs(setLo: number, setHi: number, clrLo: number, clrHi: number, flags: number): number {
     const d = this.attrData;
     d.setLo = setLo & KVM_PTE_LEAF_ATTR_LO;
     d.setHi = setHi & KVM_PTE_LEAF_ATTR_HI;
@@ -577,14 +585,9 @@ export class Stage2PageTable {
     const savedLo = d.pteLo;
     const savedHi = d.pteHi;
     const savedLevel = d.level;
-    const ret = this.walker.walkRoot(
-      this.pgd,
-      addr,
-      size,
-      this.attrVisitor,
-      d,
-      flags | KVM_PGTABLE_WALK_LEAF,
-    );
+    this.walker.reqAddr = this.reqAddr;
+    this.walker.reqSize = this.reqSize;
+    const ret = this.walker.walkReq(this.pgd, this.attrVisitor, d, flags | KVM_PGTABLE_WALK_LEAF);
     if (ret) {
       d.pteLo = savedLo;
       d.pteHi = savedHi;
@@ -598,7 +601,9 @@ export class Stage2PageTable {
    * caller flushes). Returns 0 or a walk error.
    */
   wrprotect(addr: number, size: number): number {
-    return this.updateLeafAttrs(addr, size, 0, 0, KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, 0, 0);
+    this.reqAddr = addr;
+    this.reqSize = size;
+    return this.updateLeafAttrs(0, 0, KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, 0, 0);
   }
 
   /**
@@ -606,7 +611,14 @@ export class Stage2PageTable {
    * path). Void in v6.17; the walk result is returned here for callers that want it.
    */
   mkyoung(addr: number, flags = 0): number {
-    return this.updateLeafAttrs(addr, 1, KVM_PTE_LEAF_ATTR_LO_S2_AF, 0, 0, 0, flags);
+    this.reqAddr = addr;
+    return this.mkyoungReq(flags);
+  }
+
+  /** mkyoung() at reqAddr. */
+  mkyoungReq(flags = 0): number {
+    this.reqSize = 1;
+    return this.updateLeafAttrs(KVM_PTE_LEAF_ATTR_LO_S2_AF, 0, 0, 0, flags);
   }
 
   /**
@@ -616,10 +628,11 @@ export class Stage2PageTable {
    */
   relaxPerms(addr: number, prot: number, flags = 0): number {
     this.reqAddr = addr;
-    return this.relaxPermsImpl(prot, flags);
+    return this.relaxPermsReq(prot, flags);
   }
 
-  private relaxPermsImpl(prot: number, flags: number): number {
+  /** relaxPerms() at reqAddr. */
+  relaxPermsReq(prot: number, flags = 0): number {
     const addr = this.reqAddr;
     if (prot & KVM_PGTABLE_PROT_SW_MASK) return EINVAL;
     let setLo = 0;
@@ -629,7 +642,8 @@ export class Stage2PageTable {
     if (prot & KVM_PGTABLE_PROT_X) clrHi |= KVM_PTE_LEAF_ATTR_HI_S2_XN;
     const d = this.attrData;
     d.level = 0;
-    const ret = this.updateLeafAttrs(addr, 1, setLo, 0, 0, clrHi, flags);
+    this.reqSize = 1;
+    const ret = this.updateLeafAttrs(setLo, 0, 0, clrHi, flags);
     if (ret === 0 || ret === EAGAIN) this.events.tlbiVmidIpaNsh(addr, d.level);
     return ret;
   }
@@ -646,7 +660,7 @@ export class Stage2PageTable {
     const oldLo = ctx.oldLo;
     if ((oldLo & KVM_PTE_VALID) === 0 || (oldLo & KVM_PTE_LEAF_ATTR_LO_S2_AF) === 0) return 0;
     this.young = true;
-    if (this.mkoldFlag && !this.trySetPte(ctx, (oldLo & ~KVM_PTE_LEAF_ATTR_LO_S2_AF) >>> 0, ctx.oldHi)) {
+    if (this.mkoldFlag && !this.trySetPte(ctx, oldLo & ~KVM_PTE_LEAF_ATTR_LO_S2_AF, ctx.oldHi | 0)) {
       return EAGAIN;
     }
     return 0;
@@ -659,7 +673,9 @@ export class Stage2PageTable {
   testClearYoung(addr: number, size: number, mkold: boolean): boolean {
     this.young = false;
     this.mkoldFlag = mkold;
-    this.walker.walkRoot(this.pgd, addr, size, this.ageVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    this.walker.reqAddr = addr;
+    this.walker.reqSize = size;
+    this.walker.walkReq(this.pgd, this.ageVisitor, null, KVM_PGTABLE_WALK_LEAF);
     return this.young;
   }
 
@@ -678,7 +694,9 @@ export class Stage2PageTable {
    */
   flush(addr: number, size: number): number {
     if (this.fwb) return 0;
-    return this.walker.walkRoot(this.pgd, addr, size, this.flushVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    this.walker.reqAddr = addr;
+    this.walker.reqSize = size;
+    return this.walker.walkReq(this.pgd, this.flushVisitor, null, KVM_PGTABLE_WALK_LEAF);
   }
 
   // ---- unlinked tables and split (§5.8, §5.9) ----------------------------------------------
@@ -783,7 +801,9 @@ export class Stage2PageTable {
    * block's R/W/X and software bits. Returns 0, −ENOMEM (cache too small) or −EINVAL.
    */
   split(addr: number, size: number, mc: MemCache): number {
-    return this.walker.walkRoot(this.pgd, addr, size, this.splitVisitor, mc, KVM_PGTABLE_WALK_LEAF);
+    this.walker.reqAddr = addr;
+    this.walker.reqSize = size;
+    return this.walker.walkReq(this.pgd, this.splitVisitor, mc, KVM_PGTABLE_WALK_LEAF);
   }
 
   // ---- lookup and teardown (§4, §5.11) ----------------------------------------------------
@@ -798,7 +818,9 @@ export class Stage2PageTable {
     r.lo = 0;
     r.hi = 0;
     r.level = 0;
-    const ret = this.walker.walkRoot(this.pgd, addr, 1, this.getLeafVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    this.walker.reqAddr = addr;
+    this.walker.reqSize = 1;
+    const ret = this.walker.walkReq(this.pgd, this.getLeafVisitor, null, KVM_PGTABLE_WALK_LEAF);
     if (out !== r) {
       out.lo = r.lo;
       out.hi = r.hi;
@@ -813,10 +835,10 @@ export class Stage2PageTable {
    */
   destroy(): void {
     if (this.pgd < 0) return;
-    this.walker.walkRoot(
+    this.walker.reqAddr = 0;
+    this.walker.reqSize = this.geo.ipaLimit;
+    this.walker.walkReq(
       this.pgd,
-      0,
-      this.geo.ipaLimit,
       this.freeVisitor,
       null,
       KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST,

@@ -111,9 +111,13 @@ export class Walker {
   private gen = 0;
   /** Whether single-page walks may use the walk cache (on by default; tests compare both). */
   useCache = true;
-  /** The range of the walk being started (see walkRoot). */
-  private reqAddr = 0.5;
-  private reqSize = 0.5;
+  /**
+   * The range of the walk being started: walkRoot() sets them, or a caller on the fault path
+   * sets them itself and calls walkReq(). Doubles kept in fields are written in place; passed
+   * as arguments they would be boxed into a new heap number at every call V8 does not inline.
+   */
+  reqAddr = 0.5;
+  reqSize = 0.5;
 
   constructor(geo: Geometry, layout: AddrLayout, pool: TablePool) {
     this.geo = geo;
@@ -165,10 +169,11 @@ export class Walker {
     // heap numbers on every call once they exceed the small-integer range.
     this.reqAddr = addr;
     this.reqSize = size;
-    return this.walkRootImpl(pgd, cb, arg, flags);
+    return this.walkReq(pgd, cb, arg, flags);
   }
 
-  private walkRootImpl(pgd: number, cb: Visitor, arg: unknown, flags: number): number {
+  /** walkRoot() of [reqAddr, reqAddr + reqSize). */
+  walkReq(pgd: number, cb: Visitor, arg: unknown, flags: number): number {
     const geo = this.geo;
     const ps = geo.pageSize;
     const inv = geo.invPageSize;

@@ -90,6 +90,8 @@ export class HostPageTable {
   // One-entry lookup cache per level (chunk key → chunk or undefined); reset on any structural change.
   private readonly cacheKey = [-1, -1, -1];
   private readonly cacheChunk: (Chunk | undefined)[] = [undefined, undefined, undefined];
+  /** The address of the lookup or set being run (see lookup). */
+  private reqHva = 0.5;
 
   constructor(granule: HostGranule) {
     this.granule = granule;
@@ -105,6 +107,14 @@ export class HostPageTable {
    * found. Allocates nothing.
    */
   lookup(hva: number, out: HostLeaf): boolean {
+    // A wrapper small enough for V8 to always inline: the address reaches the body through a
+    // field, as a double argument would be boxed at every call that is not inlined.
+    this.reqHva = hva;
+    return this.lookupReq(out);
+  }
+
+  private lookupReq(out: HostLeaf): boolean {
+    const hva = this.reqHva;
     for (let level = HOST_LEVEL_PUD; level >= HOST_LEVEL_PTE; level--) {
       const size = this.sizes[level];
       const idx = Math.floor(hva / size);
@@ -138,15 +148,21 @@ export class HostPageTable {
    * huge leaf replacing a table does).
    */
   set(level: number, hva: number, pfn: number, flags: number): void {
+    this.reqHva = hva;
+    this.setReq(level, pfn, flags);
+  }
+
+  private setReq(level: number, pfn: number, flags: number): void {
+    const hva = this.reqHva;
     for (let l = HOST_LEVEL_PUD; l > level; l--) {
-      const c = this.chunkFor(l, hva, true) as Chunk;
+      const c = this.chunkFor(l, true) as Chunk;
       const i = shr(hva, this.shifts[l]) & (this.entries - 1);
       if ((c.flags[i] & HPTE_TABLE) === 0) {
         c.flags[i] = HPTE_TABLE;
         c.pfn[i] = 0;
       }
     }
-    const c = this.chunkFor(level, hva, true) as Chunk;
+    const c = this.chunkFor(level, true) as Chunk;
     const shift = this.shifts[level];
     const idx = shr(hva, shift);
     const i = idx & (this.entries - 1);
@@ -158,7 +174,8 @@ export class HostPageTable {
 
   /** Clears the entry at `level` containing hva (pte_clear); tables stay. */
   clear(level: number, hva: number): void {
-    const c = this.chunkFor(level, hva, false);
+    this.reqHva = hva;
+    const c = this.chunkFor(level, false);
     if (c === undefined) return;
     const i = shr(hva, this.shifts[level]) & (this.entries - 1);
     c.flags[i] = 0;
@@ -167,7 +184,8 @@ export class HostPageTable {
 
   /** ORs and then ANDs the flags of the entry at `level` containing hva. */
   updateFlags(level: number, hva: number, orBits: number, andMask: number): void {
-    const c = this.chunkFor(level, hva, false);
+    this.reqHva = hva;
+    const c = this.chunkFor(level, false);
     if (c === undefined) return;
     const i = shr(hva, this.shifts[level]) & (this.entries - 1);
     c.flags[i] = (c.flags[i] | orBits) & andMask;
@@ -225,8 +243,9 @@ export class HostPageTable {
     else for (const k of keys) visit(k);
   }
 
-  private chunkFor(level: number, hva: number, create: boolean): Chunk | undefined {
-    const key = shr(hva, this.shifts[level] + this.granule.tableBits);
+  /** The chunk holding the entry at `level` for reqHva. */
+  private chunkFor(level: number, create: boolean): Chunk | undefined {
+    const key = shr(this.reqHva, this.shifts[level] + this.granule.tableBits);
     let c = this.levels[level].get(key);
     if (c === undefined && create) {
       c = { pfn: new Float64Array(this.entries), flags: new Uint16Array(this.entries) };

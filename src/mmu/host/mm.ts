@@ -48,6 +48,7 @@ import {
   type HostMappingSize,
   type Vma,
   type VmaSet,
+  vmaLookupReq,
 } from './vma.js';
 
 /** FaultinResult.err: none. */
@@ -57,8 +58,15 @@ export const KVM_PFN_ERR_FAULT = 1;
 /** FaultinResult.err: KVM_PFN_ERR_HWPOISON (GUP returned -EHWPOISON). */
 export const KVM_PFN_ERR_HWPOISON = 2;
 
-/** The reusable result of Mm.faultinPfn(). */
+/**
+ * What Mm.faultinPfn() takes and fills (the role of struct kvm_follow_pfn): the caller puts
+ * the host address in `hva`, and gets the pfn back. Addresses travel in fields on the fault
+ * path: a double field is written in place, where an argument or a return value above 2^31
+ * becomes a new heap number on every call that V8 does not inline.
+ */
 export interface FaultinResult {
+  /** In: the host virtual address to look up (vmaLookupReq, hostLeafShiftReq, faultinPfnReq). */
+  hva: number;
   /** The host pfn, or -1 on error. */
   pfn: number;
   /** The host mapping is writable (so KVM may map stage 2 writable). */
@@ -73,7 +81,7 @@ export interface FaultinResult {
 
 /** Returns a fresh FaultinResult to reuse across calls. */
 export function newFaultinResult(): FaultinResult {
-  return { pfn: -1, writable: false, page: false, err: FAULTIN_OK, vmaShift: 0 };
+  return { hva: 0.5, pfn: -1, writable: false, page: false, err: FAULTIN_OK, vmaShift: 0 };
 }
 
 /** What mmap() takes. Addresses are host virtual; sizes page-aligned. */
@@ -144,6 +152,12 @@ export class Mm {
 
   private readonly hugeZeroWrite: HugeZeroWritePolicy;
   private readonly leaf: HostLeaf = newHostLeaf();
+  /**
+   * The host address the current fault (faultinPfn, hostLeafSize) works on. The internal
+   * steps read it here rather than taking it as an argument: V8 boxes a double argument into
+   * a new heap number at every call it does not inline, and the fault path allocates nothing.
+   */
+  private readonly at = { hva: 0.5 };
   private nextVmaId = 1;
 
   constructor(phys: PhysMem, notifier: MmuNotifier = new MmuNotifier(), options: MmOptions = {}) {
@@ -223,6 +237,11 @@ export class Mm {
     return vmaLookup(this.vmas, hva);
   }
 
+  /** vmaLookup() of `f.hva`, for the fault path (no address argument to box). */
+  vmaLookupReq(f: FaultinResult): Vma | undefined {
+    return vmaLookupReq(this.vmas, f);
+  }
+
   /**
    * The walk inside get_user_mapping_size(): the size of the host leaf that
    * maps hva (PAGE, PMD or PUD size; a contiguous-hint entry reports its
@@ -230,10 +249,24 @@ export class Mm {
    * -EAGAIN). pfnmap/mixedmap entries count as present unless zapped.
    */
   hostLeafSize(hva: number): number {
-    const vma = vmaLookup(this.vmas, hva);
+    this.at.hva = hva;
+    return this.hostLeafShiftImpl() === 0 ? 0 : pow2(this.leaf.shift);
+  }
+
+  /**
+   * hostLeafSize() of `f.hva` for the fault path, as a shift: the host leaf's log2 size, or
+   * 0 when there is no valid leaf (a size could exceed 2^31 and be boxed on return).
+   */
+  hostLeafShiftReq(f: FaultinResult): number {
+    this.at.hva = f.hva;
+    return this.hostLeafShiftImpl();
+  }
+
+  private hostLeafShiftImpl(): number {
+    const vma = vmaLookupReq(this.vmas, this.at);
     if (vma === undefined) return 0;
-    const l = this.walk(vma, hva);
-    return (l.flags & HPTE_PRESENT) !== 0 ? pow2(l.shift) : 0;
+    const l = this.walk(vma);
+    return (l.flags & HPTE_PRESENT) !== 0 ? l.shift : 0;
   }
 
   /**
@@ -252,25 +285,33 @@ export class Mm {
    * and ignores `writable`).
    */
   faultinPfn(hva: number, writeFault: boolean, out: FaultinResult): void {
+    out.hva = hva;
+    this.faultinPfnReq(out, writeFault);
+  }
+
+  /** faultinPfn() of `out.hva`, for the fault path (no address argument to box). */
+  faultinPfnReq(out: FaultinResult, writeFault: boolean): void {
+    const hva = out.hva;
+    this.at.hva = hva;
     out.pfn = -1;
     out.writable = false;
     out.page = false;
     out.err = KVM_PFN_ERR_FAULT;
     out.vmaShift = this.granule.pageShift;
-    const vma = vmaLookup(this.vmas, hva);
+    const vma = vmaLookupReq(this.vmas, out);
     if (vma === undefined) return;
     if (vma.backing === 'hugetlb') out.vmaShift = vma.hugeShift;
     const need = writeFault ? VM_WRITE : VM_READ;
     if ((vma.vmFlags & need) === 0) return;
 
-    let l = this.walk(vma, hva);
+    let l = this.walk(vma);
     if ((l.flags & HPTE_PRESENT) === 0) {
-      if (!this.populate(vma, hva, writeFault)) return;
-      l = this.walk(vma, hva);
+      if (!this.populate(vma, writeFault)) return;
+      l = this.walk(vma);
     }
     if (writeFault && (l.flags & HPTE_WRITE) === 0) {
-      if (!this.wpFault(vma, hva)) return;
-      l = this.walk(vma, hva);
+      if (!this.wpFault(vma)) return;
+      l = this.walk(vma);
     }
     if ((l.flags & HPTE_PRESENT) === 0) return;
     const pfn = l.pfn + shr(hva - l.base, this.granule.pageShift);
@@ -398,11 +439,12 @@ export class Mm {
   // ---- internals -------------------------------------------------------------
 
   /** Walks the host table; synthesises the driver's entry for an untouched pfnmap/mixedmap. */
-  private walk(vma: Vma, hva: number): HostLeaf {
+  private walk(vma: Vma): HostLeaf {
+    const hva = this.at.hva;
     const l = this.leaf;
     this.pt.lookup(hva, l);
     if (l.flags === 0 && (vma.backing === 'pfnmap' || vma.backing === 'mixedmap')) {
-      this.installPfnEntry(vma, hva, l.level);
+      this.installPfnEntry(vma, l.level);
       this.pt.lookup(hva, l);
     }
     return l;
@@ -414,9 +456,10 @@ export class Mm {
    * an empty entry), congruent with the physical address and inside the VMA.
    * Writable exactly when the VMA is shared and writable.
    */
-  private installPfnEntry(vma: Vma, hva: number, maxLevel: number): void {
+  private installPfnEntry(vma: Vma, maxLevel: number): void {
+    const hva = this.at.hva;
     const g = this.granule;
-    const level = this.choosePfnLevel(vma, hva, maxLevel);
+    const level = this.choosePfnLevel(vma, maxLevel);
     const size = pow2(this.pt.shifts[level]);
     const base = alignDown(hva, size);
     const pfn = vma.pgoff + shr(base - vma.start, g.pageShift);
@@ -427,7 +470,8 @@ export class Mm {
   }
 
   /** The largest pfnmap entry level allowed at hva: hostMapping, maxLevel, congruence and VMA bounds. */
-  private choosePfnLevel(vma: Vma, hva: number, maxLevel: number): number {
+  private choosePfnLevel(vma: Vma, maxLevel: number): number {
+    const hva = this.at.hva;
     const g = this.granule;
     const want = vma.hostMapping === 'pud' ? HOST_LEVEL_PUD : vma.hostMapping === 'pmd' ? HOST_LEVEL_PMD : 0;
     const pa = (vma.pgoff + shr(hva - vma.start, g.pageShift)) * g.pageSize + modPow2(hva, g.pageSize);
@@ -441,7 +485,8 @@ export class Mm {
   }
 
   /** Handles a not-present entry (do_anonymous_page, do_huge_pmd_anonymous_page, hugetlb_no_page, shmem_fault, driver faults). */
-  private populate(vma: Vma, hva: number, write: boolean): boolean {
+  private populate(vma: Vma, write: boolean): boolean {
+    const hva = this.at.hva;
     const g = this.granule;
     const l = this.leaf;
     const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
@@ -451,7 +496,7 @@ export class Mm {
       case 'mixedmap': {
         // Zapped: the driver's fault handler refills it (vfio-style). Narrow
         // a large zapped marker first so the rest of its range stays zapped.
-        const level = this.choosePfnLevel(vma, hva, l.level);
+        const level = this.choosePfnLevel(vma, l.level);
         while (l.level > level) {
           const base = l.base;
           const from = l.level;
@@ -461,24 +506,24 @@ export class Mm {
           this.pt.lookup(hva, l);
         }
         this.pt.clear(l.level, l.base);
-        this.installPfnEntry(vma, hva, level);
+        this.installPfnEntry(vma, level);
         return true;
       }
       case 'hugetlb':
-        return this.populateHugetlb(vma, hva, write);
+        return this.populateHugetlb(vma, write);
       default:
         break;
     }
     if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) {
       // handle_userfault(): the VMM resolves it with UFFDIO_COPY of one base page.
       this.stats.uffdEvents++;
-      return this.installNewPage(vma, hva, canWrite ? HPTE_WRITE : 0);
+      return this.installNewPage(vma, canWrite ? HPTE_WRITE : 0);
     }
     if (vma.backing === 'shmem') {
-      if (shared) return this.installNewPage(vma, hva, canWrite ? HPTE_WRITE : 0);
+      if (shared) return this.installNewPage(vma, canWrite ? HPTE_WRITE : 0);
       // Private file mapping: a read maps the file page read-only; a write
       // (do_cow_fault) maps a private copy.
-      return this.installNewPage(vma, hva, write ? HPTE_WRITE : HPTE_FILE);
+      return this.installNewPage(vma, write ? HPTE_WRITE : HPTE_FILE);
     }
     if (vma.backing === 'thp' && l.level >= HOST_LEVEL_PMD) {
       const size = pow2(g.pmdShift);
@@ -502,14 +547,15 @@ export class Mm {
         // Allocation failed: fall back to base pages, as the kernel does.
       }
     }
-    if (write) return this.installNewPage(vma, hva, HPTE_WRITE);
+    if (write) return this.installNewPage(vma, HPTE_WRITE);
     const z = this.phys.zeroPfn;
     if (z < 0) return false;
     this.pt.set(HOST_LEVEL_PTE, alignDown(hva, g.pageSize), z, HPTE_PRESENT | HPTE_ZERO);
     return true;
   }
 
-  private installNewPage(vma: Vma, hva: number, extra: number): boolean {
+  private installNewPage(vma: Vma, extra: number): boolean {
+    const hva = this.at.hva;
     const pfn = this.phys.allocFolio(0, false);
     if (pfn < 0) return false;
     this.stats.faultAllocs++;
@@ -524,7 +570,8 @@ export class Mm {
   }
 
   /** hugetlb_no_page(): allocate a folio of the hstate size and map it at its level (cont entries for cont sizes). */
-  private populateHugetlb(vma: Vma, hva: number, write: boolean): boolean {
+  private populateHugetlb(vma: Vma, write: boolean): boolean {
+    const hva = this.at.hva;
     const g = this.granule;
     if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) this.stats.uffdEvents++;
     const size = pow2(vma.hugeShift);
@@ -559,7 +606,8 @@ export class Mm {
    * must be replaced, or reuse (just make it writable) when it is exclusively
    * owned. The caller has checked VM_WRITE.
    */
-  private wpFault(vma: Vma, hva: number): boolean {
+  private wpFault(vma: Vma): boolean {
+    const hva = this.at.hva;
     const g = this.granule;
     const l = this.leaf;
     const f = l.flags;

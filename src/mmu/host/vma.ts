@@ -102,6 +102,18 @@ export const EMPTY_VMA_SET: VmaSet = { generation: 0, vmas: [] };
  * Binary search; allocates nothing.
  */
 export function vmaLookup(set: VmaSet, hva: number): Vma | undefined {
+  lookupScratch.hva = hva;
+  return vmaLookupReq(set, lookupScratch);
+}
+
+const lookupScratch = { hva: 0.5 };
+
+/**
+ * vmaLookup() of `at.hva`: the fault path's form, which takes the address in a field (a
+ * double argument would be boxed into a new heap number at every call V8 does not inline).
+ */
+export function vmaLookupReq(set: VmaSet, at: { readonly hva: number }): Vma | undefined {
+  const hva = at.hva;
   const v = set.vmas;
   let lo = 0;
   let hi = v.length - 1;
