@@ -14,7 +14,6 @@ import {
 } from '../src/mmu/memslots.js';
 import { markPageDirtyInSlot, getAndClearDirty, dirtyCount, testPageDirty } from '../src/mmu/dirty.js';
 
-
 function threeSlots(): MemslotGenerations {
   const g = new MemslotGenerations();
   expect(

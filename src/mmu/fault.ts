@@ -78,7 +78,8 @@ function pfnmapBlockFits(vma: Vma, at: { readonly hva: number }, pageSize: numbe
 function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot): number {
   const g = kvm.granule;
   const pmdSize = pow2(g.pmdShift);
-  if (!faultSupportsStage2HugeMapping(memslot, vcpu, g.pmdShift, g.pageShift, g.pmdShift)) return kvm.pageSize;
+  if (!faultSupportsStage2HugeMapping(memslot, vcpu, g.pmdShift, g.pageShift, g.pmdShift))
+    return kvm.pageSize;
   // get_user_mapping_size(): the host's own leaf; an invalid one makes the fault replay.
   const faultin = vcpu.faultin;
   faultin.hva = vcpu.hva;
