@@ -44,10 +44,10 @@ function setup(granule: HostGranule = GRANULE_4K, options: MmOptions = {}, ramSi
   const notifier = new MmuNotifier();
   const calls: [number, number][] = [];
   notifier.subscribe({
-    invalidateRange: (s, e) => {
+    invalidateRange: (r) => {
       // The subscriber runs inside the invalidation: in_progress is raised.
       expect(notifier.inProgress).toBeGreaterThan(0);
-      calls.push([s, e]);
+      calls.push([r.start, r.end]);
     },
     clearYoung: () => true,
   });

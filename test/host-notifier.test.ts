@@ -5,10 +5,10 @@ function withLog() {
   const n = new MmuNotifier();
   const log: string[] = [];
   n.subscribe({
-    invalidateRange: (s, e) => log.push(`inv ${s}-${e} inProgress=${n.inProgress} seq=${n.seq}`),
-    clearYoung: (s, e) => {
-      log.push(`young ${s}-${e}`);
-      return s === 0;
+    invalidateRange: (r) => log.push(`inv ${r.start}-${r.end} inProgress=${n.inProgress} seq=${n.seq}`),
+    clearYoung: (r) => {
+      log.push(`young ${r.start}-${r.end}`);
+      return r.start === 0;
     },
   });
   return { n, log };

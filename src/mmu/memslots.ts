@@ -208,12 +208,41 @@ export function memslotIsLogging(slot: Memslot): boolean {
   return slot.dirtyBitmap !== null && (slot.flags & KVM_MEM_READONLY) === 0;
 }
 
+/** The gfn range [start, end) that hvaRangeToGfns() found. */
+export interface GfnRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * One step of kvm_handle_hva_range()'s slot walk: the gfns of `slot` whose host pages
+ * intersect hvas [range.start, range.end) (hva_to_gfn_memslot, rounding the end up), into
+ * `out`. Returns false when the slot's host range misses the range. Addresses come and go in
+ * fields, so the MMU-notifier path boxes none of them.
+ */
+export function hvaRangeToGfns(
+  slot: Memslot,
+  range: { readonly start: number; readonly end: number },
+  pageShift: number,
+  out: GfnRange,
+): boolean {
+  const ps = pow2(pageShift);
+  const sStart = slot.userspaceAddr;
+  const sEnd = sStart + slot.npages * ps;
+  const a = Math.max(range.start, sStart);
+  const b = Math.min(range.end, sEnd);
+  if (a >= b) return false;
+  out.start = slot.baseGfn + Math.floor((a - sStart) / ps);
+  out.end = slot.baseGfn + Math.ceil((b - sStart) / ps);
+  return true;
+}
+
 /**
  * Models kvm_handle_hva_range()'s slot walk: for every slot whose host range
  * intersects hvas [hvaStart, hvaEnd), calls fn(slot, gfnStart, gfnEnd) with
  * the intersecting gfn range [gfnStart, gfnEnd) (hva_to_gfn_memslot rounding
- * the end up). Allocates nothing beyond the callback. Returns the number of
- * slots visited.
+ * the end up). Returns the number of slots visited. (The notifier path uses
+ * hvaRangeToGfns() directly, with no callback.)
  */
 export function forEachHvaRangeGfns(
   set: MemslotSet,
@@ -222,17 +251,12 @@ export function forEachHvaRangeGfns(
   pageShift: number,
   fn: (slot: Memslot, gfnStart: number, gfnEnd: number) => void,
 ): number {
-  const ps = pow2(pageShift);
+  const range = { start: hvaStart, end: hvaEnd };
+  const gfns: GfnRange = { start: 0, end: 0 };
   let n = 0;
   for (const s of set.slots) {
-    const sStart = s.userspaceAddr;
-    const sEnd = sStart + s.npages * ps;
-    const a = Math.max(hvaStart, sStart);
-    const b = Math.min(hvaEnd, sEnd);
-    if (a >= b) continue;
-    const gfnStart = s.baseGfn + Math.floor((a - sStart) / ps);
-    const gfnEnd = s.baseGfn + Math.ceil((b - sStart) / ps);
-    fn(s, gfnStart, gfnEnd);
+    if (!hvaRangeToGfns(s, range, pageShift, gfns)) continue;
+    fn(s, gfns.start, gfns.end);
     n++;
   }
   return n;

@@ -16,7 +16,7 @@ import { getAndClearDirty } from './dirty.js';
 import { GRANULE_16K, GRANULE_4K, GRANULE_64K } from './host/granule.js';
 import type { HostGranule } from './host/granule.js';
 import { Mm } from './host/mm.js';
-import { MmuNotifier } from './host/notifier.js';
+import { MmuNotifier, type MmuNotifierRange } from './host/notifier.js';
 import { PhysMem } from './host/physmem.js';
 import type { PhysRegion } from './host/physmem.js';
 import { forEachVmaInRange, kvmVmaIsCacheable, VM_MTE_ALLOWED, VM_PFNMAP } from './host/vma.js';
@@ -27,10 +27,10 @@ import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
   MemslotGenerations,
-  forEachHvaRangeGfns,
+  hvaRangeToGfns,
   gfnToMemslot,
 } from './memslots.js';
-import type { Memslot, MemslotSpec } from './memslots.js';
+import type { GfnRange, Memslot, MemslotSpec } from './memslots.js';
 
 /**
  * What the modelled hardware and host did during one access (or any span the caller
@@ -132,6 +132,9 @@ class KvmMmOps implements Stage2Events {
     this.dic = dic;
     this.icacheLimit = icacheRangeLimit(pageSize);
   }
+  // The callbacks are kept tiny so that V8 always inlines them into the page-table code (its
+  // small-function rule): the addresses they are given, doubles, then never cross a real call,
+  // which would box each into a new heap number. The accounting itself is out of line.
   tlbiVmidIpa(): void {
     this.stats.tlbiIpa++;
   }
@@ -145,16 +148,18 @@ class KvmMmOps implements Stage2Events {
     this.stats.tlbiVmid++;
   }
   dcacheCleanInvalPoc(_pa: number, size: number): void {
+    this.dcacheAccount(size);
+  }
+  icacheInvalPou(_pa: number, size: number): void {
+    this.icacheAccount(size);
+  }
+  private dcacheAccount(size: number): void {
     this.stats.dcacheCalls++;
     if (!this.fwb) this.stats.dcacheBytes += size;
   }
-  // The two CMO callbacks stay small enough for V8 to inline into the map walker, so that the
-  // PA (a double) is never boxed to cross a call; the rest of the accounting is out of line.
-  icacheInvalPou(_pa: number, size: number): void {
-    this.stats.icacheCalls++;
-    if (!this.dic) this.icacheAccount(size);
-  }
   private icacheAccount(size: number): void {
+    this.stats.icacheCalls++;
+    if (this.dic) return;
     if (size > this.icacheLimit) this.stats.icacheInvalAll++;
     else this.stats.icacheBytes += size;
   }
@@ -255,6 +260,8 @@ export class Kvm {
   readonly diagnostics: Diagnostic[] = [];
   readonly memcacheCapacity: number;
   private readonly mmOps: KvmMmOps;
+  /** The gfn range of one slot in an MMU-notifier event (scratch). */
+  private readonly notifierGfns: GfnRange = { start: 0, end: 0 };
 
   constructor(opts: KvmOptions) {
     this.cpu = opts.cpu;
@@ -287,8 +294,8 @@ export class Kvm {
     });
     this.memcacheCapacity = opts.memcacheCapacity ?? 40;
     this.notifier.subscribe({
-      invalidateRange: (s, e) => this.mmuNotifierInvalidateRange(s, e),
-      clearYoung: (s, e) => this.mmuNotifierClearYoung(s, e),
+      invalidateRange: (range) => this.mmuNotifierInvalidateRange(range),
+      clearYoung: (range) => this.mmuNotifierClearYoung(range),
     });
   }
 
@@ -315,21 +322,31 @@ export class Kvm {
    * range of every memslot the hva range touches, under the mmu_lock write side.
    * (The notifier itself counts mmu_invalidate_in_progress and the sequence.)
    */
-  private mmuNotifierInvalidateRange(hvaStart: number, hvaEnd: number): void {
+  private mmuNotifierInvalidateRange(range: Readonly<MmuNotifierRange>): void {
     this.locks.mmuWriteLock();
-    forEachHvaRangeGfns(this.memslots.current, hvaStart, hvaEnd, this.pageShift, (_slot, gs, ge) => {
-      this.pgt.unmap(gs * this.pageSize, (ge - gs) * this.pageSize);
-    });
+    const slots = this.memslots.current.slots;
+    const gfns = this.notifierGfns;
+    const pgt = this.pgt;
+    for (let i = 0; i < slots.length; i++) {
+      if (!hvaRangeToGfns(slots[i], range, this.pageShift, gfns)) continue;
+      pgt.reqAddr = gfns.start * this.pageSize;
+      pgt.reqSize = (gfns.end - gfns.start) * this.pageSize;
+      pgt.unmapReq();
+    }
     this.locks.mmuWriteUnlock();
   }
 
   /** kvm_mmu_notifier_clear_young() → kvm_age_gfn(): stage-2 mkold over the range. */
-  private mmuNotifierClearYoung(hvaStart: number, hvaEnd: number): boolean {
+  private mmuNotifierClearYoung(range: Readonly<MmuNotifierRange>): boolean {
     let young = false;
     this.locks.mmuWriteLock();
-    forEachHvaRangeGfns(this.memslots.current, hvaStart, hvaEnd, this.pageShift, (_slot, gs, ge) => {
-      if (this.pgt.testClearYoung(gs * this.pageSize, (ge - gs) * this.pageSize, true)) young = true;
-    });
+    const slots = this.memslots.current.slots;
+    const gfns = this.notifierGfns;
+    for (let i = 0; i < slots.length; i++) {
+      if (!hvaRangeToGfns(slots[i], range, this.pageShift, gfns)) continue;
+      if (this.pgt.testClearYoung(gfns.start * this.pageSize, (gfns.end - gfns.start) * this.pageSize, true))
+        young = true;
+    }
     this.locks.mmuWriteUnlock();
     return young;
   }

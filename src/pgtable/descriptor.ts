@@ -215,8 +215,8 @@ export class AddrLayout {
   readonly hiMask: number;
   /** true for 64K pages without LPA2: PA[51:48] goes to lo bits [15:12]. */
   readonly pa5148: boolean;
-  /** 2^(OA bits the layout holds): 2^52 with LPA2 or 64K pages, else 2^48. */
-  readonly oaLimit: number;
+  private readonly scratch = { pa: 0.5 };
+  private readonly scratchOut: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
 
   constructor(pageShift: number, lpa2 = false) {
     this.pageShift = pageShift;
@@ -224,7 +224,6 @@ export class AddrLayout {
     this.loMask = ~((1 << pageShift) - 1) >>> 0;
     this.hiMask = lpa2 ? KVM_PTE_ADDR_HI_MASK_LPA2 : KVM_PTE_ADDR_HI_MASK;
     this.pa5148 = pageShift === 16 && !lpa2;
-    this.oaLimit = lpa2 || this.pa5148 ? 2 ** 52 : 2 ** 48;
   }
 
   /**
@@ -233,11 +232,10 @@ export class AddrLayout {
    * integer: an unsigned one with bit 31 set would be boxed on return when V8 does not inline.
    */
   physLo(pa: number): number {
-    // `>>> 0` is ToUint32: pa mod 2^32, exact for integers below 2^53.
-    let lo = (pa >>> 0) & this.loMask;
-    if (this.pa5148) lo |= ((Math.floor(pa * INV_TWO32) >>> 16) & 0xf) << 12;
-    else if (this.lpa2) lo |= ((Math.floor(pa * INV_TWO32) >>> 18) & 3) << 8;
-    return lo | 0;
+    const o = this.scratchOut;
+    o.pa = pa;
+    this.physToPte(o);
+    return o.lo;
   }
 
   /** kvm_phys_to_pte(), high half: PA bits above 31 that the layout keeps (others dropped). */
@@ -245,16 +243,41 @@ export class AddrLayout {
     return Math.floor(pa * INV_TWO32) & this.hiMask;
   }
 
-  /** kvm_pte_to_phys(): the output address of a descriptor. Returns the PA. */
-  toPhys(lo: number, hi: number): number {
-    // Kept small enough for V8 to inline everywhere: a double returned from a call that is
-    // not inlined becomes a new heap number. The OA bits held in the low half (PA[51:48] with
-    // 64K pages, PA[51:50] with LPA2) come from a helper given a signed, small-integer half.
-    return ((hi & this.hiMask) + this.oaHiInLo(lo | 0)) * TWO32 + ((lo & this.loMask) >>> 0);
+  /**
+   * kvm_phys_to_pte() of `b.pa` into `b.lo` (signed, see physLo) and `b.hi`: the hot path's
+   * form, with the address in a field rather than an argument (see toPhysInto).
+   */
+  physToPte(b: LeafBuild): void {
+    const pa = b.pa;
+    const up = Math.floor(pa * INV_TWO32);
+    // `>>> 0` is ToUint32: pa mod 2^32, exact for integers below 2^53.
+    let lo = (pa >>> 0) & this.loMask;
+    if (this.pa5148) lo |= ((up >>> 16) & 0xf) << 12;
+    else if (this.lpa2) lo |= ((up >>> 18) & 3) << 8;
+    b.lo = lo | 0;
+    b.hi = up & this.hiMask;
   }
 
-  /** The OA bits above 31 that the low half carries, as a multiple of 2^32 (0 for most layouts). */
-  private oaHiInLo(lo: number): number {
+  /** kvm_pte_to_phys(): the output address of a descriptor. Returns the PA. */
+  toPhys(lo: number, hi: number): number {
+    this.toPhysInto(lo | 0, hi, this.scratch);
+    return this.scratch.pa;
+  }
+
+  /**
+   * toPhys() into `out.pa`, for the hot paths: a double returned from a call V8 does not
+   * inline is boxed into a new heap number, one written to a field is not. Callers pass
+   * `lo | 0` so that the half crosses the call as a small integer too.
+   */
+  toPhysInto(lo: number, hi: number, out: { pa: number }): void {
+    out.pa = ((hi & this.hiMask) + this.oaHiInLo(lo)) * TWO32 + ((lo & this.loMask) >>> 0);
+  }
+
+  /**
+   * The OA bits above 31 that the low half carries, in units of 2^32 (0 for most layouts).
+   * Takes the half signed (`lo | 0`) so that it crosses the call as a small integer.
+   */
+  oaHiInLo(lo: number): number {
     if (this.pa5148) return ((lo >>> 12) & 0xf) * 0x10000;
     if (this.lpa2) return ((lo >>> 8) & 3) * 0x40000;
     return 0;
@@ -408,8 +431,8 @@ export function buildValidLeafPte(
   level: number,
   b: LeafBuild,
 ): void {
-  const pa = b.pa;
   const type = level === 3 ? KVM_PTE_TYPE_TABLE : KVM_PTE_TYPE_BLOCK;
-  b.lo = (layout.physLo(pa) | (attrLo & KVM_PTE_LEAF_ATTR_LO) | type) >>> 0;
-  b.hi = (layout.physHi(pa) | (attrHi & KVM_PTE_LEAF_ATTR_HI)) >>> 0;
+  layout.physToPte(b);
+  b.lo = (b.lo | (attrLo & KVM_PTE_LEAF_ATTR_LO) | type) >>> 0;
+  b.hi = (b.hi | (attrHi & KVM_PTE_LEAF_ATTR_HI)) >>> 0;
 }

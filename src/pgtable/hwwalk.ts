@@ -244,7 +244,9 @@ export class HwWalker {
     const pool = pgt.pool;
     const pages = pool.pages;
     const layout = pgt.layout;
-    let page = geo.pgdPages === 1 ? pgt.pgd : pgt.pgd + geo.pgdPageIndex(ipa);
+    // kvm_pgd_page_idx(ipa), inline (ipa is below the limit): pgdPageIndex() would take the
+    // address as an argument, boxed wherever V8 does not inline the call.
+    let page = geo.pgdPages === 1 ? pgt.pgd : pgt.pgd + Math.floor(ipa * geo.invSizes[geo.startLevel]!);
     for (let level = geo.startLevel; ; level++) {
       const words = pages[page]!;
       const i = 2 * geo.index(ipa, level);
@@ -255,7 +257,7 @@ export class HwWalker {
       if ((lo & KVM_PTE_VALID) === 0) return setFault(out, FAULT_TRANSLATION, level);
       if (level < 3 && (lo & KVM_PTE_TYPE) !== 0) {
         // Table: tables carry no hierarchical attributes at stage 2, just descend.
-        const next = pool.pageOf(layout.toPhys(lo, hi));
+        const next = pool.pageOfTable(layout, lo | 0, hi);
         if (next < 0) return setFault(out, FAULT_EXTERNAL_ABORT, level + 1);
         page = next;
         continue;
@@ -267,8 +269,8 @@ export class HwWalker {
       }
       // OA bits below a block's size are RES0 and ignored; the IPA supplies the offset.
       const size = geo.sizes[level + 1]!;
-      const oa = layout.toPhys(lo, hi);
-      out.pa = Math.floor(oa / size) * size + (ipa - Math.floor(ipa / size) * size);
+      layout.toPhysInto(lo | 0, hi, out);
+      out.pa = Math.floor(out.pa / size) * size + (ipa - Math.floor(ipa / size) * size);
       out.level = level;
       out.memattr = (lo >>> S2_MEMATTR_SHIFT) & 0xf;
       out.s2ap = (lo >>> S2AP_SHIFT) & 3;

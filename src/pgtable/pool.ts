@@ -13,8 +13,12 @@
  * them.
  */
 
+import type { AddrLayout } from './descriptor.js';
+
 /** Physical address of the first table page (the vectors' arena). */
 export const TABLE_ARENA_BASE = 0x100000000000;
+/** TABLE_ARENA_BASE / 2^32: the arena starts on a 4 GiB boundary. */
+const ARENA_HI = TABLE_ARENA_BASE / 2 ** 32;
 
 /** TLBI_TTL_UNKNOWN: "no level hint" (the kernel uses INT_MAX). */
 export const TLBI_TTL_UNKNOWN = 0x7fffffff;
@@ -123,10 +127,12 @@ export class TablePool {
   limit = Infinity;
 
   private readonly invPageSize: number;
+  private readonly pagesPer4G: number;
 
   constructor(pageSize: number) {
     this.pageSize = pageSize;
     this.invPageSize = 1 / pageSize;
+    this.pagesPer4G = 2 ** 32 / pageSize;
     this.wordsPerPage = pageSize / 4;
   }
 
@@ -258,6 +264,19 @@ export class TablePool {
   pageOf(pa: number): number {
     const idx = (pa - TABLE_ARENA_BASE) * this.invPageSize;
     return idx >= 0 && idx < this.pages.length && Math.floor(idx) === idx ? idx : -1;
+  }
+
+  /**
+   * kvm_pte_follow() of a table descriptor: pageOf(layout.toPhys(lo, hi)) in small integers,
+   * for the walkers. The PA itself is never formed: a double returned by toPhys() would be
+   * boxed at every call V8 does not inline. Callers pass `lo | 0` for the same reason.
+   */
+  pageOfTable(layout: AddrLayout, lo: number, hi: number): number {
+    // OA bits [51:32] less the arena's, then the page within that 4 GiB.
+    const up = (hi & layout.hiMask) + layout.oaHiInLo(lo) - ARENA_HI;
+    if (up < 0 || up >= this.pages.length) return -1;
+    const idx = up * this.pagesPer4G + ((lo & layout.loMask) >>> layout.pageShift);
+    return idx < this.pages.length ? idx : -1;
   }
 }
 

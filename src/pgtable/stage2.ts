@@ -151,6 +151,8 @@ export class Stage2PageTable {
   private readonly attrData = new AttrData();
   private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
   private readonly leaf: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
+  /** The PA handed to a cache-maintenance callback (kvm_pte_follow of the entry). */
+  private readonly cmo = { pa: 0.5 };
   private readonly leafResult = new LeafResult();
   /**
    * The addresses of the operation being started: the public entry points (map, unmap,
@@ -298,7 +300,7 @@ export class Stage2PageTable {
 
   /** kvm_pte_follow() for a table entry: the child's pool index. */
   private childOf(lo: number, hi: number): number {
-    return this.pool.pageOf(this.layout.toPhys(lo, hi));
+    return this.pool.pageOfTable(this.layout, lo | 0, hi);
   }
 
   // ---- map (§5.2) -----------------------------------------------------------------------
@@ -368,13 +370,10 @@ export class Stage2PageTable {
     // Cache maintenance happens before the new entry is visible, over the whole leaf.
     if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0) {
       const size = this.geo.sizes[level + 1]!;
-      // kvm_pte_follow(new): the leaf's own PA when the layout holds all of it, which saves a
-      // call that returns a double (boxed when not inlined); else decoded, as the layout
-      // drops the bits it has no room for.
-      const pa =
-        !data.annotation && leaf.pa < this.layout.oaLimit ? leaf.pa : this.layout.toPhys(newLo, newHi);
-      if (pteCacheable(newLo, this.fwb)) this.events.dcacheCleanInvalPoc(pa, size);
-      if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(pa, size);
+      const cmo = this.cmo;
+      this.layout.toPhysInto(newLo | 0, newHi, cmo);
+      if (pteCacheable(newLo, this.fwb)) this.events.dcacheCleanInvalPoc(cmo.pa, size);
+      if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(cmo.pa, size);
     }
     this.makePte(ctx, newLo | 0, newHi | 0);
     return 0;
@@ -512,8 +511,10 @@ export class Stage2PageTable {
     if (child >= 0) this.events.tlbiVmidIpa(ctx.addr, TLBI_TTL_UNKNOWN);
     else if (!this.unmapDeferTlbFlush()) this.events.tlbiVmidIpa(ctx.addr, ctx.level);
     this.pool.putPage(ctx.page);
-    if (needFlush)
-      this.events.dcacheCleanInvalPoc(this.layout.toPhys(oldLo, oldHi), this.geo.sizes[ctx.level + 1]!);
+    if (needFlush) {
+      this.layout.toPhysInto(oldLo | 0, oldHi, this.cmo);
+      this.events.dcacheCleanInvalPoc(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
+    }
     if (child >= 0) this.pool.putPage(child);
     return 0;
   }
@@ -565,7 +566,8 @@ export class Stage2PageTable {
     if (newLo !== oldLo || newHi !== oldHi) {
       // Gaining execute permission needs the I-cache clean for the whole leaf.
       if (pteExecutable(newLo, newHi) && !pteExecutable(oldLo, oldHi)) {
-        this.events.icacheInvalPou(this.layout.toPhys(newLo, newHi), this.geo.sizes[ctx.level + 1]!);
+        this.layout.toPhysInto(newLo | 0, newHi, this.cmo);
+        this.events.icacheInvalPou(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
       }
       if (!this.trySetPte(ctx, newLo | 0, newHi | 0)) return EAGAIN;
     }
@@ -684,7 +686,8 @@ export class Stage2PageTable {
   /** stage2_flush_walker(): D-cache clean to PoC of each cacheable leaf. */
   private stage2FlushWalker(ctx: WalkCtx): number {
     if (!pteCacheable(ctx.oldLo, this.fwb)) return 0;
-    this.events.dcacheCleanInvalPoc(this.layout.toPhys(ctx.oldLo, ctx.oldHi), this.geo.sizes[ctx.level + 1]!);
+    this.layout.toPhysInto(ctx.oldLo | 0, ctx.oldHi, this.cmo);
+    this.events.dcacheCleanInvalPoc(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
     return 0;
   }
 

@@ -118,6 +118,8 @@ export class Walker {
    */
   reqAddr = 0.5;
   reqSize = 0.5;
+  /** The aligned end of the walk being started (walkReq). */
+  private reqEnd = 0.5;
 
   constructor(geo: Geometry, layout: AddrLayout, pool: TablePool) {
     this.geo = geo;
@@ -141,8 +143,14 @@ export class Walker {
     this.gen++;
   }
 
-  /** Sets a walk's range and the context fields that stay the same for all its visits. */
-  private static startWalk(d: WalkData, start: number, end: number, fromRoot: boolean): void {
+  /**
+   * Starts walk `d` over [reqAddr, reqEnd): the range comes in fields, as arguments would be
+   * boxed wherever V8 does not inline the call. `fromRoot`: the walk starts at the root (the
+   * walk cache may remember its last-level tables).
+   */
+  private startWalkReq(d: WalkData, fromRoot: boolean): void {
+    const start = this.reqAddr;
+    const end = this.reqEnd;
     d.start = start;
     d.addr = start;
     d.end = end;
@@ -188,9 +196,14 @@ export class Walker {
       if (ret !== 1) return ret;
     }
     const d = this.beginWalk(cb, arg, flags);
-    Walker.startWalk(d, start, end, true);
+    this.reqAddr = start;
+    this.reqEnd = end;
+    this.startWalkReq(d, true);
     let ret = 0;
-    for (let i = geo.pgdPageIndex(start); d.addr < d.end; i++) {
+    // kvm_pgd_page_idx(start), inline (start is below the IPA limit): pgdPageIndex() would
+    // take the address as an argument.
+    const first = geo.pgdPages === 1 ? 0 : Math.floor(start * geo.invSizes[geo.startLevel]!);
+    for (let i = first; d.addr < d.end; i++) {
       ret = this.walkTable(d, pgd + i, geo.startLevel);
       if (ret) break;
     }
@@ -222,7 +235,8 @@ export class Walker {
       if (this.pool.pageCount(page) - counted <= 1) return 1;
     }
     const d = this.beginWalk(cb, arg, flags);
-    Walker.startWalk(d, start, end, true);
+    this.reqEnd = end;
+    this.startWalkReq(d, true);
     const ret = this.visit(d, words, page, idx, 3);
     this.endWalk();
     return ret;
@@ -234,7 +248,9 @@ export class Walker {
    */
   walkDetached(page: number, level: number, end: number, cb: Visitor, arg: unknown, flags: number): number {
     const d = this.beginWalk(cb, arg, flags);
-    Walker.startWalk(d, 0, end, false);
+    this.reqAddr = 0;
+    this.reqEnd = end;
+    this.startWalkReq(d, false);
     const ret = this.walkTable(d, page, level);
     this.endWalk();
     return ret;
@@ -289,7 +305,7 @@ export class Walker {
       d.addr = (Math.floor(d.addr * this.geo.invSizes[level + 1]!) + 1) * size;
       return 0;
     }
-    const child = this.pool.pageOf(this.layout.toPhys(oldLo, oldHi));
+    const child = this.pool.pageOfTable(this.layout, oldLo | 0, oldHi);
     if (level === 2 && d.fromRoot) {
       const region = Math.floor(d.addr * this.geo.invSizes[3]!);
       const slot = region & (WALK_CACHE_SIZE - 1);
@@ -315,7 +331,7 @@ export class Walker {
     oldHi: number,
     level: number,
   ): WalkCtx {
-    // start, end, flags and arg are the walk's own: set once by startWalk(); addr is stored
+    // start, end, flags and arg are the walk's own: set once by startWalkReq(); addr is stored
     // by the caller (a double: as an argument V8 would box it).
     const c = d.ctx;
     c.words = words;

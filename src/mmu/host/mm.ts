@@ -615,7 +615,10 @@ export class Mm {
       const base = l.base;
       const size = pow2(g.pmdShift);
       if (this.hugeZeroWrite === 'pmd-folio') {
-        this.notifier.invalidateRangeStart(base, base + size);
+        const n = this.notifier;
+        n.range.start = base;
+        n.range.end = base + size;
+        n.invalidateRangeStartReq();
         const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
         if (pfn >= 0) {
           this.stats.faultAllocs++;
@@ -623,7 +626,7 @@ export class Mm {
           if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(g.pmdShift - g.pageShift));
           this.pt.set(HOST_LEVEL_PMD, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
         }
-        this.notifier.invalidateRangeEnd(base, base + size);
+        n.invalidateRangeEnd();
         if (pfn >= 0) return true;
       }
       // do_huge_pmd_wp_page(): huge zero → __split_huge_pmd() into 4K zero PTEs, then a PTE fault.
@@ -643,8 +646,10 @@ export class Mm {
     if (needsCopy) {
       // wp_page_copy(): invalidate, allocate a private copy, install it writable.
       const base = l.base;
-      const end = base + g.pageSize;
-      this.notifier.invalidateRangeStart(base, end);
+      const n = this.notifier;
+      n.range.start = base;
+      n.range.end = base + g.pageSize;
+      n.invalidateRangeStartReq();
       const pfn = this.phys.allocFolio(0, false);
       if (pfn >= 0) {
         this.stats.faultAllocs++;
@@ -652,7 +657,7 @@ export class Mm {
         if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 1);
         this.pt.set(HOST_LEVEL_PTE, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
       }
-      this.notifier.invalidateRangeEnd(base, end);
+      n.invalidateRangeEnd();
       return pfn >= 0;
     }
     if ((lf & HPTE_SPECIAL) !== 0) return false; // shared raw pfn that the driver mapped read-only

@@ -13,19 +13,29 @@
  * mmu_lock), so mmu_invalidate_retry() is exercised.
  */
 
+/**
+ * struct mmu_notifier_range: the hvas [start, end) an event covers. The notifier reuses one
+ * for every event, so a subscriber reads it during the call and keeps no reference. (As in
+ * the kernel, the range travels by reference: two addresses as arguments would be boxed into
+ * heap numbers at every call V8 does not inline, and a copy-on-write fault sends one.)
+ */
+export interface MmuNotifierRange {
+  start: number;
+  end: number;
+}
+
 /** What KVM implements to receive host MMU notifications (its mmu_notifier_ops). */
 export interface MmuNotifierSubscriber {
   /**
-   * Called from invalidateRangeStart() after in_progress has been raised, for
-   * hvas [hvaStart, hvaEnd). Models kvm_mmu_notifier_invalidate_range_start()'s
-   * unmap of the corresponding stage-2 range.
+   * Called from invalidateRangeStart() after in_progress has been raised. Models
+   * kvm_mmu_notifier_invalidate_range_start()'s unmap of the corresponding stage-2 range.
    */
-  invalidateRange(hvaStart: number, hvaEnd: number): void;
+  invalidateRange(range: Readonly<MmuNotifierRange>): void;
   /**
-   * Models kvm_mmu_notifier_clear_young(): age (mkold) stage 2 over the hva
-   * range. Returns true if any entry was young.
+   * Models kvm_mmu_notifier_clear_young(): age (mkold) stage 2 over the range. Returns true
+   * if any entry was young.
    */
-  clearYoung(hvaStart: number, hvaEnd: number): boolean;
+  clearYoung(range: Readonly<MmuNotifierRange>): boolean;
 }
 
 /** Race-injection mode: run a whole invalidation (start and end) in the window, bumping the sequence. */
@@ -54,6 +64,12 @@ export class MmuNotifier {
   inProgress = 0;
   /** Counters. */
   readonly stats: NotifierStats = { invalidations: 0, clearYoungs: 0, racesFired: 0 };
+  /**
+   * The range of the event being sent. The host's hot callers fill it and call
+   * invalidateRangeStartReq(); invalidateRangeStart() and clearYoung() fill it from their
+   * arguments.
+   */
+  readonly range: MmuNotifierRange = { start: 0.5, end: 0.5 };
 
   private subscriber: MmuNotifierSubscriber | null = null;
   private raceMode = 0;
@@ -74,16 +90,24 @@ export class MmuNotifier {
    * unmap [hvaStart, hvaEnd).
    */
   invalidateRangeStart(hvaStart: number, hvaEnd: number): void {
+    this.range.start = hvaStart;
+    this.range.end = hvaEnd;
+    this.invalidateRangeStartReq();
+  }
+
+  /** invalidateRangeStart() of `range`, as already filled in. */
+  invalidateRangeStartReq(): void {
     this.inProgress++;
     this.stats.invalidations++;
-    if (this.subscriber !== null) this.subscriber.invalidateRange(hvaStart, hvaEnd);
+    if (this.subscriber !== null) this.subscriber.invalidateRange(this.range);
   }
 
   /**
    * Models mmu_notifier_invalidate_range_end() and kvm_mmu_invalidate_end():
-   * bump the sequence (smp_wmb), then drop in_progress.
+   * bump the sequence (smp_wmb), then drop in_progress. KVM's end hook needs no range
+   * (the arguments are optional, and the fault path passes none).
    */
-  invalidateRangeEnd(_hvaStart: number, _hvaEnd: number): void {
+  invalidateRangeEnd(_hvaStart?: number, _hvaEnd?: number): void {
     this.seq++;
     this.inProgress--;
   }
@@ -94,7 +118,9 @@ export class MmuNotifier {
    */
   clearYoung(hvaStart: number, hvaEnd: number): boolean {
     this.stats.clearYoungs++;
-    return this.subscriber !== null && this.subscriber.clearYoung(hvaStart, hvaEnd);
+    this.range.start = hvaStart;
+    this.range.end = hvaEnd;
+    return this.subscriber !== null && this.subscriber.clearYoung(this.range);
   }
 
   /**
