@@ -31,7 +31,10 @@ export interface BenchResult {
   opsPerSec: number;
   /** Relative margin of error, percent. */
   rme: number;
+  /** Heap bytes per op in the steady state: the median over several batches. */
   bytesPerOp: number;
+  /** The largest of those batches (JIT activity shows here, not in the median). */
+  bytesPerOpMax: number;
   tableBytesPerGiB?: number;
   samples: number;
   modelled?: string;
@@ -47,19 +50,29 @@ function forceGc(): boolean {
   return false;
 }
 
+/** How many batches the allocation figure is taken over. */
+const ALLOC_BATCHES = 7;
+
 /**
- * Heap bytes one operation allocates: GC, one batch, heap delta. Run with a large young
- * generation fixed in size (--min/--max-semi-space-size, as `npm run bench` passes) so no
- * scavenge hides allocation inside the batch.
- * Returns bytes per op (NaN without --expose-gc).
+ * Heap bytes one operation allocates in the steady state: for each of ALLOC_BATCHES batches,
+ * GC, run the batch, heap delta; the median per op, and the largest. One batch alone is
+ * noisy: a batch during which V8 reoptimizes a function (after another case changed the
+ * type feedback) also counts the compiler's allocations. Run with a large young generation
+ * fixed in size (--min/--max-semi-space-size, as `npm run bench` passes) so no scavenge
+ * hides allocation inside a batch. Returns NaN figures without --expose-gc.
  */
-function measureBytesPerOp<S>(c: BenchCase<S>, state: S): number {
-  c.reset(state);
-  if (!forceGc()) return NaN;
-  const before = process.memoryUsage().heapUsed;
-  c.run(state);
-  const after = process.memoryUsage().heapUsed;
-  return Math.max(0, (after - before) / c.opsPerCall);
+function measureBytesPerOp<S>(c: BenchCase<S>, state: S): { median: number; max: number } {
+  const per: number[] = [];
+  for (let i = 0; i < ALLOC_BATCHES; i++) {
+    c.reset(state);
+    if (!forceGc()) return { median: NaN, max: NaN };
+    const before = process.memoryUsage().heapUsed;
+    c.run(state);
+    const after = process.memoryUsage().heapUsed;
+    per.push(Math.max(0, (after - before) / c.opsPerCall));
+  }
+  per.sort((a, b) => a - b);
+  return { median: per[ALLOC_BATCHES >> 1]!, max: per[ALLOC_BATCHES - 1]! };
 }
 
 /**
@@ -109,12 +122,13 @@ export function runCase<S>(c: BenchCase<S>, opts: { quick: boolean; maxTime?: nu
   c.run(state);
   const tableBytesPerGiB = c.tableBytesPerGiB?.(state);
   const modelled = c.modelled?.(state);
-  const bytesPerOp = measureBytesPerOp(c, state);
+  const bytes = measureBytesPerOp(c, state);
   return {
     name: c.name,
     opsPerSec: b.hz * c.opsPerCall,
     rme: b.stats.rme,
-    bytesPerOp,
+    bytesPerOp: bytes.median,
+    bytesPerOpMax: bytes.max,
     samples: b.stats.sample.length,
     ...(tableBytesPerGiB !== undefined ? { tableBytesPerGiB } : {}),
     ...(modelled !== undefined ? { modelled } : {}),

@@ -50,7 +50,7 @@ function table(
 }
 
 /** The words and index of the entry for `ipa` at `level` (the tables above must exist). */
-function entryRef(pgt: Stage2PageTable, ipa: number, level: number): { words: Uint32Array; i: number } {
+function entryRef(pgt: Stage2PageTable, ipa: number, level: number): { words: Int32Array; i: number } {
   const geo = pgt.geo;
   let page = pgt.pgd + geo.pgdPageIndex(ipa);
   for (let l = geo.startLevel; l < level; l++) {

@@ -87,7 +87,7 @@ function walkAll(
       const hi = w[2 * i + 1]!;
       if (lo === 0 && hi === 0) continue;
       const ipa = base + i * size;
-      onEntry(page, i, level, ipa, lo, hi);
+      onEntry(page, i, level, ipa, lo >>> 0, hi >>> 0);
       if (!pteIsTable(lo, level)) continue;
       const target = pgt.layout.toPhys(lo, hi);
       const child = pool.pageOf(target);

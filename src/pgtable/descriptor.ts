@@ -266,8 +266,7 @@ export class AddrLayout {
 
   /**
    * toPhys() into `out.pa`, for the hot paths: a double returned from a call V8 does not
-   * inline is boxed into a new heap number, one written to a field is not. Callers pass
-   * `lo | 0` so that the half crosses the call as a small integer too.
+   * inline is boxed into a new heap number, one written to a field is not.
    */
   toPhysInto(lo: number, hi: number, out: { pa: number }): void {
     out.pa = ((hi & this.hiMask) + this.oaHiInLo(lo)) * TWO32 + ((lo & this.loMask) >>> 0);
@@ -275,7 +274,7 @@ export class AddrLayout {
 
   /**
    * The OA bits above 31 that the low half carries, in units of 2^32 (0 for most layouts).
-   * Takes the half signed (`lo | 0`) so that it crosses the call as a small integer.
+   * The half may be signed or unsigned.
    */
   oaHiInLo(lo: number): number {
     if (this.pa5148) return ((lo >>> 12) & 0xf) * 0x10000;
@@ -408,8 +407,8 @@ export function initValidLeafPte(
   const b = LEAF_SCRATCH;
   b.pa = pa;
   buildValidLeafPte(layout, attrLo, attrHi, level, b);
-  out.lo = b.lo;
-  out.hi = b.hi;
+  out.lo = b.lo >>> 0;
+  out.hi = b.hi >>> 0;
 }
 
 /** A descriptor being built: its halves, and the output address it is built from. */
@@ -420,7 +419,8 @@ export interface LeafBuild extends LeafOut {
 const LEAF_SCRATCH: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
 
 /**
- * kvm_init_valid_leaf_pte() for the PA in `b.pa`, into `b.lo`/`b.hi`. The hot path's form:
+ * kvm_init_valid_leaf_pte() for the PA in `b.pa`, into `b.lo`/`b.hi` (signed, as the table
+ * pages hold them: see pool.ts). The hot path's form:
  * the address travels in a field, so a large caller that V8 does not inline into does not
  * box it as a heap number.
  */
@@ -433,6 +433,6 @@ export function buildValidLeafPte(
 ): void {
   const type = level === 3 ? KVM_PTE_TYPE_TABLE : KVM_PTE_TYPE_BLOCK;
   layout.physToPte(b);
-  b.lo = (b.lo | (attrLo & KVM_PTE_LEAF_ATTR_LO) | type) >>> 0;
-  b.hi = (b.hi | (attrHi & KVM_PTE_LEAF_ATTR_HI)) >>> 0;
+  b.lo = b.lo | (attrLo & KVM_PTE_LEAF_ATTR_LO) | type;
+  b.hi = b.hi | (attrHi & KVM_PTE_LEAF_ATTR_HI);
 }

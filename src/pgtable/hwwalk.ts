@@ -252,12 +252,12 @@ export class HwWalker {
       const i = 2 * geo.index(ipa, level);
       const lo = words[i]!;
       const hi = words[i + 1]!;
-      out.lo = lo;
-      out.hi = hi;
+      out.lo = lo >>> 0;
+      out.hi = hi >>> 0;
       if ((lo & KVM_PTE_VALID) === 0) return setFault(out, FAULT_TRANSLATION, level);
       if (level < 3 && (lo & KVM_PTE_TYPE) !== 0) {
         // Table: tables carry no hierarchical attributes at stage 2, just descend.
-        const next = pool.pageOfTable(layout, lo | 0, hi);
+        const next = pool.pageOfTable(layout, lo, hi);
         if (next < 0) return setFault(out, FAULT_EXTERNAL_ABORT, level + 1);
         page = next;
         continue;
@@ -269,7 +269,7 @@ export class HwWalker {
       }
       // OA bits below a block's size are RES0 and ignored; the IPA supplies the offset.
       const size = geo.sizes[level + 1]!;
-      layout.toPhysInto(lo | 0, hi, out);
+      layout.toPhysInto(lo, hi, out);
       out.pa = Math.floor(out.pa / size) * size + (ipa - Math.floor(ipa / size) * size);
       out.level = level;
       out.memattr = (lo >>> S2_MEMATTR_SHIFT) & 0xf;

@@ -2,11 +2,16 @@
  * Table pages, refcounts, the memcache and the mm_ops-like environment of the page-table
  * code (pgtable.md §5.0).
  *
- * Every table page is a Uint32Array view of PAGE_SIZE bytes (two words per descriptor:
+ * Every table page is an Int32Array view of PAGE_SIZE bytes (two words per descriptor:
  * word 2i = lo, 2i + 1 = hi) carved out of large chunk buffers, with a physical address in a
  * dedicated arena starting at TABLE_ARENA_BASE. Pages are named by their index in the pool;
  * phys = TABLE_ARENA_BASE + index × PAGE_SIZE. Refcounts follow KVM's invariant: a table
  * page's count is 1 + the number of counted (non-zero) entries it holds.
+ *
+ * Descriptor halves are signed inside the page-table code, so that every half it handles is a
+ * small integer for V8: an unsigned half with bit 31 set (PA bit 31 in a leaf's lo) would be
+ * a heap number wherever it crosses a call V8 does not inline, and the fault path allocates
+ * nothing. Halves leave unsigned (getLeaf, forEachValid, the hardware walk, hex64).
  *
  * All allocation, refcounting, TLB invalidation and cache maintenance go through this file
  * (TablePool for pages, Stage2Events for TLBI and CMOs), so callers can count, order and cost
@@ -109,7 +114,7 @@ export class TablePool {
   /** Uint32 words per page (2 per descriptor). */
   readonly wordsPerPage: number;
   /** Page index → its words. Grows by whole chunks; never per operation. */
-  pages: Uint32Array[] = [];
+  pages: Int32Array[] = [];
   /** Page index → refcount (0 = free). */
   private counts: Int32Array = new Int32Array(1024);
   /** Stack of free page indices (zeroed). */
@@ -148,7 +153,7 @@ export class TablePool {
 
   private grow(): void {
     const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / this.pageSize));
-    const chunk = new Uint32Array(perChunk * this.wordsPerPage);
+    const chunk = new Int32Array(perChunk * this.wordsPerPage);
     const first = this.pages.length;
     for (let i = 0; i < perChunk; i++) {
       this.pages.push(chunk.subarray(i * this.wordsPerPage, (i + 1) * this.wordsPerPage));
@@ -269,7 +274,7 @@ export class TablePool {
   /**
    * kvm_pte_follow() of a table descriptor: pageOf(layout.toPhys(lo, hi)) in small integers,
    * for the walkers. The PA itself is never formed: a double returned by toPhys() would be
-   * boxed at every call V8 does not inline. Callers pass `lo | 0` for the same reason.
+   * boxed at every call V8 does not inline.
    */
   pageOfTable(layout: AddrLayout, lo: number, hi: number): number {
     // OA bits [51:32] less the arena's, then the page within that 4 GiB.

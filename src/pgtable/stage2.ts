@@ -210,8 +210,8 @@ export class Stage2PageTable {
     this.freeVisitor = (c) => this.stage2FreeWalker(c);
     this.getLeafVisitor = (c) => {
       const r = this.leafResult;
-      r.lo = c.oldLo;
-      r.hi = c.oldHi;
+      r.lo = c.oldLo >>> 0;
+      r.hi = c.oldHi >>> 0;
       r.level = c.level;
       return 0;
     };
@@ -240,10 +240,6 @@ export class Stage2PageTable {
       pages -= n;
     }
   }
-
-  // trySetPte() and makePte() take the new halves signed (`| 0`) or unsigned: the page stores
-  // them as unsigned either way, and a signed half stays a small integer where an unsigned one
-  // with bit 31 set is boxed into a heap number at every call V8 does not inline.
 
   /** stage2_try_set_pte(): a plain store when exclusive, compare-and-swap when shared. */
   private trySetPte(ctx: WalkCtx, lo: number, hi: number): boolean {
@@ -290,7 +286,7 @@ export class Stage2PageTable {
     w[i + 1] = hi;
   }
 
-  /** kvm_init_table_pte(): a table descriptor pointing at pool page `child` (lo signed, see trySetPte). */
+  /** kvm_init_table_pte(): a table descriptor pointing at pool page `child`. */
   private tableLo(child: number): number {
     return this.layout.physLo(this.pool.phys(child)) | KVM_PTE_TYPE_TABLE;
   }
@@ -300,7 +296,7 @@ export class Stage2PageTable {
 
   /** kvm_pte_follow() for a table entry: the child's pool index. */
   private childOf(lo: number, hi: number): number {
-    return this.pool.pageOfTable(this.layout, lo | 0, hi);
+    return this.pool.pageOfTable(this.layout, lo, hi);
   }
 
   // ---- map (§5.2) -----------------------------------------------------------------------
@@ -363,7 +359,7 @@ export class Stage2PageTable {
         if (oldCounted) this.pool.putPage(ctx.page);
         else this.pool.getPage(ctx.page);
       }
-      this.trySetPte(ctx, newLo | 0, newHi | 0);
+      this.trySetPte(ctx, newLo, newHi);
       return 0;
     }
     if (!this.tryBreakPte(ctx)) return EAGAIN;
@@ -371,11 +367,11 @@ export class Stage2PageTable {
     if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0) {
       const size = this.geo.sizes[level + 1]!;
       const cmo = this.cmo;
-      this.layout.toPhysInto(newLo | 0, newHi, cmo);
+      this.layout.toPhysInto(newLo, newHi, cmo);
       if (pteCacheable(newLo, this.fwb)) this.events.dcacheCleanInvalPoc(cmo.pa, size);
       if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(cmo.pa, size);
     }
-    this.makePte(ctx, newLo | 0, newHi | 0);
+    this.makePte(ctx, newLo, newHi);
     return 0;
   }
 
@@ -512,7 +508,7 @@ export class Stage2PageTable {
     else if (!this.unmapDeferTlbFlush()) this.events.tlbiVmidIpa(ctx.addr, ctx.level);
     this.pool.putPage(ctx.page);
     if (needFlush) {
-      this.layout.toPhysInto(oldLo | 0, oldHi, this.cmo);
+      this.layout.toPhysInto(oldLo, oldHi, this.cmo);
       this.events.dcacheCleanInvalPoc(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
     }
     if (child >= 0) this.pool.putPage(child);
@@ -561,15 +557,15 @@ export class Stage2PageTable {
     d.level = ctx.level;
     d.pteLo = oldLo;
     d.pteHi = oldHi;
-    const newLo = ((oldLo & ~d.clrLo) | d.setLo) >>> 0;
-    const newHi = ((oldHi & ~d.clrHi) | d.setHi) >>> 0;
+    const newLo = (oldLo & ~d.clrLo) | d.setLo;
+    const newHi = (oldHi & ~d.clrHi) | d.setHi;
     if (newLo !== oldLo || newHi !== oldHi) {
       // Gaining execute permission needs the I-cache clean for the whole leaf.
       if (pteExecutable(newLo, newHi) && !pteExecutable(oldLo, oldHi)) {
-        this.layout.toPhysInto(newLo | 0, newHi, this.cmo);
+        this.layout.toPhysInto(newLo, newHi, this.cmo);
         this.events.icacheInvalPou(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
       }
-      if (!this.trySetPte(ctx, newLo | 0, newHi | 0)) return EAGAIN;
+      if (!this.trySetPte(ctx, newLo, newHi)) return EAGAIN;
     }
     return 0;
   }
@@ -662,7 +658,7 @@ export class Stage2PageTable {
     const oldLo = ctx.oldLo;
     if ((oldLo & KVM_PTE_VALID) === 0 || (oldLo & KVM_PTE_LEAF_ATTR_LO_S2_AF) === 0) return 0;
     this.young = true;
-    if (this.mkoldFlag && !this.trySetPte(ctx, oldLo & ~KVM_PTE_LEAF_ATTR_LO_S2_AF, ctx.oldHi | 0)) {
+    if (this.mkoldFlag && !this.trySetPte(ctx, oldLo & ~KVM_PTE_LEAF_ATTR_LO_S2_AF, ctx.oldHi)) {
       return EAGAIN;
     }
     return 0;
@@ -686,7 +682,7 @@ export class Stage2PageTable {
   /** stage2_flush_walker(): D-cache clean to PoC of each cacheable leaf. */
   private stage2FlushWalker(ctx: WalkCtx): number {
     if (!pteCacheable(ctx.oldLo, this.fwb)) return 0;
-    this.layout.toPhysInto(ctx.oldLo | 0, ctx.oldHi, this.cmo);
+    this.layout.toPhysInto(ctx.oldLo, ctx.oldHi, this.cmo);
     this.events.dcacheCleanInvalPoc(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
     return 0;
   }
@@ -888,10 +884,10 @@ export class Stage2PageTable {
         if ((lo & KVM_PTE_VALID) === 0) continue;
         const ipa = base + i * size;
         if (pteIsTable(lo, level)) {
-          fn('table', level, ipa, lo, hi);
+          fn('table', level, ipa, lo >>> 0, hi >>> 0);
           visit(this.childOf(lo, hi), level + 1, ipa);
         } else {
-          fn('leaf', level, ipa, lo, hi);
+          fn('leaf', level, ipa, lo >>> 0, hi >>> 0);
         }
       }
     };

@@ -51,7 +51,7 @@ export const VISIT_TABLE_POST = KVM_PGTABLE_WALK_TABLE_POST;
  */
 export class WalkCtx {
   /** The words of the table page holding the entry (ptep = words[2·idx], words[2·idx+1]). */
-  words: Uint32Array = new Uint32Array(0);
+  words: Int32Array = new Int32Array(0);
   /** Pool index of that table page. */
   page = 0;
   /** Entry index within the page. */
@@ -276,7 +276,7 @@ export class Walker {
   }
 
   /** __kvm_pgtable_visit(): one entry. Returns 0 to go on, or the error that stops the walk. */
-  private visit(d: WalkData, words: Uint32Array, page: number, idx: number, level: number): number {
+  private visit(d: WalkData, words: Int32Array, page: number, idx: number, level: number): number {
     const flags = d.flags;
     const addr = d.addr;
     let oldLo = words[2 * idx]!;
@@ -305,7 +305,7 @@ export class Walker {
       d.addr = (Math.floor(d.addr * this.geo.invSizes[level + 1]!) + 1) * size;
       return 0;
     }
-    const child = this.pool.pageOfTable(this.layout, oldLo | 0, oldHi);
+    const child = this.pool.pageOfTable(this.layout, oldLo, oldHi);
     if (level === 2 && d.fromRoot) {
       const region = Math.floor(d.addr * this.geo.invSizes[3]!);
       const slot = region & (WALK_CACHE_SIZE - 1);
@@ -324,7 +324,7 @@ export class Walker {
 
   private fill(
     d: WalkData,
-    words: Uint32Array,
+    words: Int32Array,
     page: number,
     idx: number,
     oldLo: number,
