@@ -29,7 +29,7 @@ function outsideLinearMapAfterGup(r: ScenarioRunner): void {
   const kvm = r.kvm;
   const window = kvm.notifier.raceWindow.bind(kvm.notifier);
   kvm.notifier.raceWindow = () => {
-    kvm.phys.pfnIsMapMemory = () => false;
+    kvm.phys.pfnIsMapMemoryAt = () => false;
     return window();
   };
 }

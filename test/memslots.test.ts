@@ -86,7 +86,7 @@ describe('memslot generations', () => {
 
   it('gfnToHvaMemslotProt gives the hva and the slot writability', () => {
     const g = threeSlots();
-    const out = { writable: true };
+    const out = { gfn: 0, writable: true, hva: 0 };
     const s0 = g.byId(0);
     expect(gfnToHvaMemslotProt(s0, 0x40003, 12, out)).toBe(0x7e00_0000_3000);
     expect(out.writable).toBe(true);

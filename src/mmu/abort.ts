@@ -109,11 +109,11 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
   let ret: number;
   out: {
     // 7. The memslot and its host address.
-    const gfn = Math.floor(ipa / kvm.pageSize);
-    const memslot = kvm.gfnToMemslot(gfn);
     const hvaProt = vcpu.hvaProt;
-    gfnToHvaMemslotProtInto(memslot, gfn, kvm.pageShift, hvaProt);
-    const hva = hvaProt.hva!;
+    hvaProt.gfn = Math.floor(ipa / kvm.pageSize);
+    const memslot = kvm.gfnToMemslotAt(hvaProt);
+    gfnToHvaMemslotProtInto(memslot, kvm.pageShift, hvaProt);
+    const hva = hvaProt.hva;
     const writable = memslot ? hvaProt.writable : false;
     const writeFault = kvmIsWriteFault(esr);
 

@@ -10,8 +10,17 @@ import type { Memslot } from './memslots.js';
  * Allocates nothing.
  */
 export function markPageDirtyInSlot(slot: Memslot | undefined, gfn: number): boolean {
-  if (slot === undefined || slot.dirtyBitmap === null) return false;
-  const rel = gfn - slot.baseGfn;
+  if (slot === undefined) return false;
+  return markSlotPageDirty(slot, gfn - slot.baseGfn);
+}
+
+/**
+ * markPageDirtyInSlot() by the page's index in the slot (gfn − base_gfn), for the fault path:
+ * the index is a small integer where a gfn high in the IPA space is not, and V8 boxes a double
+ * argument at every call it does not inline.
+ */
+export function markSlotPageDirty(slot: Memslot, rel: number): boolean {
+  if (slot.dirtyBitmap === null) return false;
   if (rel < 0 || rel >= slot.npages) return false;
   const w = rel >>> 5;
   const bit = 1 << (rel & 31);

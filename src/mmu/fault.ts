@@ -7,7 +7,7 @@
  * Nothing here allocates: scratch lives on the vCPU; failures are negative errno values.
  */
 
-import { pow2 } from './host/granule.js';
+import { POW2 } from './host/granule.js';
 import {
   EAGAIN,
   EFAULT,
@@ -21,9 +21,9 @@ import {
 } from '../pgtable/descriptor.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
 import { kvmSupportsCacheablePfnmap } from './cpu.js';
-import { markPageDirtyInSlot } from './dirty.js';
+import { markSlotPageDirty } from './dirty.js';
 import { esrFaultLevel, kvmIsExecFault, kvmIsWriteFault } from './esr.js';
-import { KVM_PFN_ERR_HWPOISON, FAULTIN_OK } from './host/mm.js';
+import { KVM_PFN_ERR_HWPOISON, FAULTIN_OK, type FaultinResult } from './host/mm.js';
 import {
   VM_ALLOW_ANY_UNCACHED,
   VM_MIXEDMAP,
@@ -61,7 +61,7 @@ export function getVmaPageShift(kvm: Kvm, vma: Vma, at: { readonly hva: number }
  */
 function pfnmapBlockFits(vma: Vma, at: { readonly hva: number }, pageSize: number, shift: number): boolean {
   const hva = at.hva;
-  const size = pow2(shift);
+  const size = POW2[shift]!;
   const pa = vma.pgoff * pageSize + (hva - vma.start);
   const hvaOff = hva - Math.floor(hva / size) * size;
   const paOff = pa - Math.floor(pa / size) * size;
@@ -77,7 +77,7 @@ function pfnmapBlockFits(vma: Vma, at: { readonly hva: number }, pageSize: numbe
  */
 function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot): number {
   const g = kvm.granule;
-  const pmdSize = pow2(g.pmdShift);
+  const pmdSize = POW2[g.pmdShift]!;
   if (!faultSupportsStage2HugeMapping(memslot, vcpu, g.pmdShift, g.pageShift, g.pmdShift))
     return kvm.pageSize;
   // get_user_mapping_size(): the host's own leaf; an invalid one makes the fault replay.
@@ -93,15 +93,16 @@ function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot): numb
 }
 
 /**
- * sanitise_mte_tags(kvm, pfn, size) (§4): the first stage-2 mapping of a page clears its
- * tags. A hugetlb folio keeps the latch on its head (and only `size` worth of pages is
- * cleared, though the whole folio is marked); other pages latch one by one.
+ * sanitise_mte_tags(kvm, pfn, size) (§4), with the pfn in `f.pfn` and the size as `nrPages`:
+ * the first stage-2 mapping of a page clears its tags. A hugetlb folio keeps the latch on its
+ * head (and only `size` worth of pages is cleared, though the whole folio is marked); other
+ * pages latch one by one.
  */
-function sanitiseMteTags(kvm: Kvm, pfn: number, size: number): void {
+function sanitiseMteTags(kvm: Kvm, f: FaultinResult, nrPages: number): void {
   if (!kvm.mte) return;
   const phys = kvm.phys;
-  const nrPages = size / kvm.pageSize;
-  if (!phys.pfnIsMapMemory(pfn)) {
+  const pfn = f.pfn;
+  if (!phys.pfnIsMapMemoryAt(f)) {
     // pfn_to_page() of memory outside the linear map: there is no struct page to latch and
     // no tag storage to clear. Linux never gets here (it sets VM_MTE_ALLOWED only on anon,
     // shmem and hugetlbfs VMAs); a scenario that forces the flag on device memory does.
@@ -169,7 +170,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
 
   // S1. Classify the fault.
   let faultGranule = 0;
-  if (faultIsPerm) faultGranule = pow2((g.pageShift - 3) * (4 - esrFaultLevel(esr)) + 3);
+  if (faultIsPerm) faultGranule = POW2[(g.pageShift - 3) * (4 - esrFaultLevel(esr)) + 3]!;
   const writeFault = kvmIsWriteFault(esr);
   const execFault = kvmIsExecFault(esr);
   if (faultIsPerm && !writeFault && !execFault) {
@@ -218,7 +219,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   if (vmaShift !== g.pageShift && vmaShift !== g.pmdShift && vmaShift !== g.pudShift) {
     kvm.diagnose(`Unknown vma_shift ${vmaShift}`);
   }
-  let vmaPagesize = pow2(vmaShift);
+  let vmaPagesize = POW2[vmaShift]!;
 
   // S6. In 6.17 only PMD/PUD mappings round the IPA down.
   if (vmaShift === g.pmdShift || vmaShift === g.pudShift) {
@@ -258,7 +259,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   kvm.notifier.raceWindow();
 
   // S10. Memory-type classification: can the host maintain this pfn's caches?
-  const outsideLinearMap = !kvm.phys.pfnIsMapMemory(faultin.pfn);
+  const outsideLinearMap = !kvm.phys.pfnIsMapMemoryAt(faultin);
   const noCmo =
     kernel.deviceTest === 'pfn'
       ? outsideLinearMap
@@ -301,7 +302,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
 
     // L3. MTE: first mappings of a page clear its tags; a VMA that cannot hold tags fails.
     if (!faultIsPerm && !s2ForceNoncacheable && kvm.mte) {
-      if (mteAllowed) sanitiseMteTags(kvm, faultin.pfn, vmaPagesize);
+      if (mteAllowed) sanitiseMteTags(kvm, faultin, vmaPagesize / pageSize);
       else {
         ret = EFAULT;
         break out;
@@ -339,6 +340,6 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   // Exit: release the page under the lock, then mark it dirty after the unlock.
   kvm.mm.releaseFaultinPage(faultin, ret !== 0, writable);
   locks.mmuReadUnlock();
-  if (writable && ret === 0) markPageDirtyInSlot(memslot, gfn);
+  if (writable && ret === 0) markSlotPageDirty(memslot, gfn - memslot.baseGfn);
   return ret === EAGAIN ? 0 : ret;
 }

@@ -138,6 +138,19 @@ export class MemslotGenerations {
  * `set`, or undefined. Binary search; allocates nothing.
  */
 export function gfnToMemslot(set: MemslotSet, gfn: number): Memslot | undefined {
+  GFN_SCRATCH.gfn = gfn;
+  return gfnToMemslotAt(set, GFN_SCRATCH);
+}
+
+const GFN_SCRATCH = { gfn: 0.5 };
+
+/**
+ * gfnToMemslot() of `at.gfn`, for the fault path: a slot placed high in the IPA space (device
+ * memory at 64 TiB starts at gfn 2^34) has gfns past the small-integer range, and V8 boxes a
+ * double argument at every call it does not inline.
+ */
+export function gfnToMemslotAt(set: MemslotSet, at: { readonly gfn: number }): Memslot | undefined {
+  const gfn = at.gfn;
   const v = set.slots;
   let lo = 0;
   let hi = v.length - 1;
@@ -151,11 +164,19 @@ export function gfnToMemslot(set: MemslotSet, gfn: number): Memslot | undefined 
   return undefined;
 }
 
-/** A reusable out-parameter for gfnToHvaMemslotProt(). */
+/** A reusable in/out parameter for gfnToHvaMemslotProt(). */
 export interface HvaProt {
+  /** In (gfnToHvaMemslotProtInto): the gfn. */
+  gfn: number;
+  /** Out: whether the slot is writable. */
   writable: boolean;
-  /** The hva, filled by gfnToHvaMemslotProtInto(). */
-  hva?: number;
+  /** Out: the hva, or KVM_HVA_ERR_BAD. */
+  hva: number;
+}
+
+/** A fresh HvaProt to reuse. */
+export function newHvaProt(): HvaProt {
+  return { gfn: 0.5, writable: false, hva: 0.5 };
 }
 
 /**
@@ -170,21 +191,18 @@ export function gfnToHvaMemslotProt(
   pageShift: number,
   out: HvaProt,
 ): number {
-  gfnToHvaMemslotProtInto(slot, gfn, pageShift, out);
-  return out.hva!;
+  out.gfn = gfn;
+  gfnToHvaMemslotProtInto(slot, pageShift, out);
+  return out.hva;
 }
 
 /**
- * gfnToHvaMemslotProt() for the hot path: the hva goes into `out.hva` (KVM_HVA_ERR_BAD when
- * there is none) rather than being returned, so no heap number is made for it. Returns true
- * when the gfn has an hva.
+ * gfnToHvaMemslotProt() for the hot path: the gfn comes in `out.gfn` and the hva goes into
+ * `out.hva` (KVM_HVA_ERR_BAD when there is none), so no heap number is made for either.
+ * Returns true when the gfn has an hva.
  */
-export function gfnToHvaMemslotProtInto(
-  slot: Memslot | undefined,
-  gfn: number,
-  pageShift: number,
-  out: HvaProt,
-): boolean {
+export function gfnToHvaMemslotProtInto(slot: Memslot | undefined, pageShift: number, out: HvaProt): boolean {
+  const gfn = out.gfn;
   out.writable = false;
   if (slot === undefined || gfn < slot.baseGfn || gfn >= slot.baseGfn + slot.npages) {
     out.hva = KVM_HVA_ERR_BAD;

@@ -25,7 +25,7 @@ import { S1_DESC, S1_DONE, Stage1Walk } from './stage1.js';
 import type { GuestStage1 } from './stage1.js';
 import { SH_ISH, combineS1S2Attrs, combinedAttr, mairText } from '../pgtable/memattr.js';
 import type { FaultinResult } from './host/mm.js';
-import type { HvaProt } from './memslots.js';
+import { newHvaProt, type HvaProt } from './memslots.js';
 import { AccessStats } from './vm.js';
 import type { Kvm } from './vm.js';
 
@@ -180,7 +180,7 @@ export class Vcpu {
   /** The host address of the faulting page (kvm_handle_guest_abort's hva). */
   hva = 0;
   readonly faultin: FaultinResult = newFaultinResult();
-  readonly hvaProt: HvaProt = { writable: false, hva: 0.5 };
+  readonly hvaProt: HvaProt = newHvaProt();
   /** Which path handled the last abort, and what that handler returned. */
   handler = 'none';
   handlerRet = 0;
@@ -244,14 +244,15 @@ export class Vcpu {
       level = w.level;
     } else {
       const l = this.leaf;
-      const ok = kvm.pgt.getLeaf(ipa, l) === 0;
+      kvm.pgt.reqAddr = ipa;
+      const ok = kvm.pgt.getLeafReq(l) === 0;
       lo = ok ? l.lo : 0;
       hi = l.hi;
       level = l.level;
     }
     out.leafValid = (lo & 1) !== 0;
     if (out.leafValid) {
-      const size = kvm.pgt.geo.granuleSize(level);
+      const size = kvm.pgt.geo.sizes[level + 1]!;
       out.leafLevel = level;
       out.leafSize = size;
       out.leafIpa = Math.floor(ipa / size) * size;

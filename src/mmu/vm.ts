@@ -29,6 +29,7 @@ import {
   MemslotGenerations,
   hvaRangeToGfns,
   gfnToMemslot,
+  gfnToMemslotAt,
 } from './memslots.js';
 import type { GfnRange, Memslot, MemslotSpec } from './memslots.js';
 
@@ -496,6 +497,11 @@ export class Kvm {
   /** gfn_to_memslot() in the current generation. */
   gfnToMemslot(gfn: number): Memslot | undefined {
     return gfnToMemslot(this.memslots.current, gfn);
+  }
+
+  /** gfnToMemslot() of `at.gfn` (the fault path's form: see memslots.gfnToMemslotAt). */
+  gfnToMemslotAt(at: { readonly gfn: number }): Memslot | undefined {
+    return gfnToMemslotAt(this.memslots.current, at);
   }
 
   /** Records a diagnostic line. */

@@ -813,11 +813,17 @@ export class Stage2PageTable {
    * address gives lo = hi = 0 at the level where the hole was found.
    */
   getLeaf(addr: number, out: LeafResult = this.leafResult): number {
+    this.reqAddr = addr;
+    return this.getLeafReq(out);
+  }
+
+  /** getLeaf() of reqAddr. */
+  getLeafReq(out: LeafResult = this.leafResult): number {
     const r = this.leafResult;
     r.lo = 0;
     r.hi = 0;
     r.level = 0;
-    this.walker.reqAddr = addr;
+    this.walker.reqAddr = this.reqAddr;
     this.walker.reqSize = 1;
     const ret = this.walker.walkReq(this.pgd, this.getLeafVisitor, null, KVM_PGTABLE_WALK_LEAF);
     if (out !== r) {

@@ -72,7 +72,11 @@ export function granuleForShift(pageShift: number): HostGranule | undefined {
 }
 
 /** 2^s and 2^-s for s in 0..63, so shifts are a table load and a multiply, not Math.pow. */
-const POW2 = new Float64Array(64);
+/**
+ * 2^i for 0 <= i < 64, as a table: hot paths index it directly (`POW2[shift]`), because a call
+ * returning a power of two past 2^31 would box it wherever V8 does not inline the call.
+ */
+export const POW2 = new Float64Array(64);
 const INV_POW2 = new Float64Array(64);
 for (let i = 0; i < 64; i++) {
   POW2[i] = 2 ** i;

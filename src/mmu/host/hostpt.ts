@@ -90,8 +90,9 @@ export class HostPageTable {
   // One-entry lookup cache per level (chunk key → chunk or undefined); reset on any structural change.
   private readonly cacheKey = [-1, -1, -1];
   private readonly cacheChunk: (Chunk | undefined)[] = [undefined, undefined, undefined];
-  /** The address of the lookup or set being run (see lookup). */
-  private reqHva = 0.5;
+  /** The address (and pfn) of the lookup, set, clear or update being run (see lookupReq). */
+  reqHva = 0.5;
+  reqPfn = 0.5;
 
   constructor(granule: HostGranule) {
     this.granule = granule;
@@ -107,13 +108,18 @@ export class HostPageTable {
    * found. Allocates nothing.
    */
   lookup(hva: number, out: HostLeaf): boolean {
-    // A wrapper small enough for V8 to always inline: the address reaches the body through a
-    // field, as a double argument would be boxed at every call that is not inlined.
     this.reqHva = hva;
     return this.lookupReq(out);
   }
 
-  private lookupReq(out: HostLeaf): boolean {
+  /**
+   * The host fault path's forms of lookup(), set(), clear() and updateFlags() take the address
+   * (and the pfn) in reqHva and reqPfn: V8 boxes a double argument into a new heap number at
+   * every call it does not inline, and an hva (0x7f.. in a VMM) is always past the
+   * small-integer range. The bodies compute with Math.floor on doubles, never through a helper
+   * that would return one.
+   */
+  lookupReq(out: HostLeaf): boolean {
     const hva = this.reqHva;
     for (let level = HOST_LEVEL_PUD; level >= HOST_LEVEL_PTE; level--) {
       const size = this.sizes[level];
@@ -149,35 +155,42 @@ export class HostPageTable {
    */
   set(level: number, hva: number, pfn: number, flags: number): void {
     this.reqHva = hva;
-    this.setReq(level, pfn, flags);
+    this.reqPfn = pfn;
+    this.setReq(level, flags);
   }
 
-  private setReq(level: number, pfn: number, flags: number): void {
+  /** set() of the entry containing reqHva, to reqPfn. */
+  setReq(level: number, flags: number): void {
     const hva = this.reqHva;
     for (let l = HOST_LEVEL_PUD; l > level; l--) {
       const c = this.chunkFor(l, true) as Chunk;
-      const i = shr(hva, this.shifts[l]) & (this.entries - 1);
+      const i = Math.floor(hva / this.sizes[l]) & (this.entries - 1);
       if ((c.flags[i] & HPTE_TABLE) === 0) {
         c.flags[i] = HPTE_TABLE;
         c.pfn[i] = 0;
       }
     }
     const c = this.chunkFor(level, true) as Chunk;
-    const shift = this.shifts[level];
-    const idx = shr(hva, shift);
+    const size = this.sizes[level];
+    const idx = Math.floor(hva / size);
     const i = idx & (this.entries - 1);
     const wasTable = (c.flags[i] & HPTE_TABLE) !== 0;
-    c.pfn[i] = pfn;
+    c.pfn[i] = this.reqPfn;
     c.flags[i] = flags;
-    if (wasTable) this.dropBelow(level, idx * pow2(shift));
+    if (wasTable) this.dropBelow(level, idx * size);
   }
 
   /** Clears the entry at `level` containing hva (pte_clear); tables stay. */
   clear(level: number, hva: number): void {
     this.reqHva = hva;
+    this.clearReq(level);
+  }
+
+  /** clear() of the entry containing reqHva. */
+  clearReq(level: number): void {
     const c = this.chunkFor(level, false);
     if (c === undefined) return;
-    const i = shr(hva, this.shifts[level]) & (this.entries - 1);
+    const i = Math.floor(this.reqHva / this.sizes[level]) & (this.entries - 1);
     c.flags[i] = 0;
     c.pfn[i] = 0;
   }
@@ -185,9 +198,14 @@ export class HostPageTable {
   /** ORs and then ANDs the flags of the entry at `level` containing hva. */
   updateFlags(level: number, hva: number, orBits: number, andMask: number): void {
     this.reqHva = hva;
+    this.updateFlagsReq(level, orBits, andMask);
+  }
+
+  /** updateFlags() of the entry containing reqHva. */
+  updateFlagsReq(level: number, orBits: number, andMask: number): void {
     const c = this.chunkFor(level, false);
     if (c === undefined) return;
-    const i = shr(hva, this.shifts[level]) & (this.entries - 1);
+    const i = Math.floor(this.reqHva / this.sizes[level]) & (this.entries - 1);
     c.flags[i] = (c.flags[i] | orBits) & andMask;
   }
 
@@ -245,7 +263,7 @@ export class HostPageTable {
 
   /** The chunk holding the entry at `level` for reqHva. */
   private chunkFor(level: number, create: boolean): Chunk | undefined {
-    const key = shr(this.reqHva, this.shifts[level] + this.granule.tableBits);
+    const key = Math.floor(this.reqHva / (this.sizes[level] * this.entries));
     let c = this.levels[level].get(key);
     if (c === undefined && create) {
       c = { pfn: new Float64Array(this.entries), flags: new Uint16Array(this.entries) };

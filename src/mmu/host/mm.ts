@@ -8,7 +8,7 @@
  * Steady state allocates nothing: lookups reuse scratch objects, and results
  * go into a caller-supplied FaultinResult.
  */
-import { alignDown, modPow2, shr, type HostGranule, pow2 } from './granule.js';
+import { alignDown, shr, type HostGranule, POW2, pow2 } from './granule.js';
 import {
   HOST_LEVEL_PMD,
   HOST_LEVEL_PTE,
@@ -153,11 +153,12 @@ export class Mm {
   private readonly hugeZeroWrite: HugeZeroWritePolicy;
   private readonly leaf: HostLeaf = newHostLeaf();
   /**
-   * The host address the current fault (faultinPfn, hostLeafSize) works on. The internal
-   * steps read it here rather than taking it as an argument: V8 boxes a double argument into
-   * a new heap number at every call it does not inline, and the fault path allocates nothing.
+   * The host address the current fault (faultinPfn, hostLeafSize) works on, and a pfn being
+   * handed on. The internal steps read them here rather than taking them as arguments: V8
+   * boxes a double argument into a new heap number at every call it does not inline, and the
+   * fault path allocates nothing.
    */
-  private readonly at = { hva: 0.5 };
+  private readonly at = { hva: 0.5, pfn: 0.5 };
   private nextVmaId = 1;
 
   constructor(phys: PhysMem, notifier: MmuNotifier = new MmuNotifier(), options: MmOptions = {}) {
@@ -314,7 +315,7 @@ export class Mm {
       l = this.walk(vma);
     }
     if ((l.flags & HPTE_PRESENT) === 0) return;
-    const pfn = l.pfn + shr(hva - l.base, this.granule.pageShift);
+    const pfn = l.pfn + Math.floor((hva - l.base) / this.granule.pageSize);
     let page = (l.flags & HPTE_SPECIAL) === 0;
     if (vma.backing === 'pfnmap' || vma.backing === 'mixedmap') {
       // hva_to_pfn_remapped() never takes a page reference; GUP succeeds on
@@ -438,14 +439,21 @@ export class Mm {
 
   // ---- internals -------------------------------------------------------------
 
+  // The steps of a host fault below work on this.at.hva and hand addresses and pfns to the
+  // host page table in its request fields (pt.reqHva, pt.reqPfn), computing with Math.floor
+  // and the POW2 table rather than helpers: any call that takes or returns a double past 2^31
+  // would box it into a new heap number wherever V8 does not inline the call.
+
   /** Walks the host table; synthesises the driver's entry for an untouched pfnmap/mixedmap. */
   private walk(vma: Vma): HostLeaf {
-    const hva = this.at.hva;
+    const pt = this.pt;
     const l = this.leaf;
-    this.pt.lookup(hva, l);
+    pt.reqHva = this.at.hva;
+    pt.lookupReq(l);
     if (l.flags === 0 && (vma.backing === 'pfnmap' || vma.backing === 'mixedmap')) {
       this.installPfnEntry(vma, l.level);
-      this.pt.lookup(hva, l);
+      pt.reqHva = this.at.hva;
+      pt.lookupReq(l);
     }
     return l;
   }
@@ -459,27 +467,32 @@ export class Mm {
   private installPfnEntry(vma: Vma, maxLevel: number): void {
     const hva = this.at.hva;
     const g = this.granule;
+    const pt = this.pt;
     const level = this.choosePfnLevel(vma, maxLevel);
-    const size = pow2(this.pt.shifts[level]);
-    const base = alignDown(hva, size);
-    const pfn = vma.pgoff + shr(base - vma.start, g.pageShift);
+    const size = POW2[pt.shifts[level]]!;
+    const base = Math.floor(hva / size) * size;
+    const at = this.at;
+    at.pfn = vma.pgoff + (base - vma.start) / g.pageSize;
     let flags = HPTE_PRESENT;
     if ((vma.vmFlags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE)) flags |= HPTE_WRITE;
-    if (vma.backing === 'pfnmap' || !this.phys.pfnIsMapMemory(pfn)) flags |= HPTE_SPECIAL;
-    this.pt.set(level, base, pfn, flags);
+    if (vma.backing === 'pfnmap' || !this.phys.pfnIsMapMemoryAt(at)) flags |= HPTE_SPECIAL;
+    pt.reqHva = base;
+    pt.reqPfn = at.pfn;
+    pt.setReq(level, flags);
   }
 
   /** The largest pfnmap entry level allowed at hva: hostMapping, maxLevel, congruence and VMA bounds. */
   private choosePfnLevel(vma: Vma, maxLevel: number): number {
     const hva = this.at.hva;
-    const g = this.granule;
     const want = vma.hostMapping === 'pud' ? HOST_LEVEL_PUD : vma.hostMapping === 'pmd' ? HOST_LEVEL_PMD : 0;
-    const pa = (vma.pgoff + shr(hva - vma.start, g.pageShift)) * g.pageSize + modPow2(hva, g.pageSize);
+    // The physical address at hva: the VMA's first pfn, plus the offset into the VMA.
+    const pa = vma.pgoff * this.granule.pageSize + (hva - vma.start);
     let level = Math.min(want, maxLevel);
     for (; level > HOST_LEVEL_PTE; level--) {
-      const size = pow2(this.pt.shifts[level]);
-      const base = alignDown(hva, size);
-      if (modPow2(hva, size) === modPow2(pa, size) && base >= vma.start && base + size <= vma.end) break;
+      const size = POW2[this.pt.shifts[level]]!;
+      const base = Math.floor(hva / size) * size;
+      if (hva - base === pa - Math.floor(pa / size) * size && base >= vma.start && base + size <= vma.end)
+        break;
     }
     return level;
   }
@@ -488,6 +501,7 @@ export class Mm {
   private populate(vma: Vma, write: boolean): boolean {
     const hva = this.at.hva;
     const g = this.granule;
+    const pt = this.pt;
     const l = this.leaf;
     const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
     const shared = (vma.vmFlags & VM_SHARED) !== 0;
@@ -500,12 +514,19 @@ export class Mm {
         while (l.level > level) {
           const base = l.base;
           const from = l.level;
-          const sub = pow2(this.pt.shifts[from - 1]);
-          this.pt.clear(from, base);
-          for (let i = 0; i < pow2(g.tableBits); i++) this.pt.set(from - 1, base + i * sub, 0, HPTE_ZAPPED);
-          this.pt.lookup(hva, l);
+          const sub = POW2[pt.shifts[from - 1]]!;
+          pt.reqHva = base;
+          pt.clearReq(from);
+          pt.reqPfn = 0;
+          for (let i = 0; i < POW2[g.tableBits]!; i++) {
+            pt.reqHva = base + i * sub;
+            pt.setReq(from - 1, HPTE_ZAPPED);
+          }
+          pt.reqHva = hva;
+          pt.lookupReq(l);
         }
-        this.pt.clear(l.level, l.base);
+        pt.reqHva = l.base;
+        pt.clearReq(l.level);
         this.installPfnEntry(vma, level);
         return true;
       }
@@ -526,21 +547,25 @@ export class Mm {
       return this.installNewPage(vma, write ? HPTE_WRITE : HPTE_FILE);
     }
     if (vma.backing === 'thp' && l.level >= HOST_LEVEL_PMD) {
-      const size = pow2(g.pmdShift);
-      const base = alignDown(hva, size);
+      const size = POW2[g.pmdShift]!;
+      const base = Math.floor(hva / size) * size;
       if (base >= vma.start && base + size <= vma.end) {
         if (write) {
           const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
           if (pfn >= 0) {
             this.stats.faultAllocs++;
-            if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(g.pmdShift - g.pageShift));
-            this.pt.set(HOST_LEVEL_PMD, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+            if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, POW2[g.pmdShift - g.pageShift]!);
+            pt.reqHva = base;
+            pt.reqPfn = pfn;
+            pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
             return true;
           }
         } else {
           const z = this.phys.hugeZeroPfn();
           if (z >= 0) {
-            this.pt.set(HOST_LEVEL_PMD, base, z, HPTE_PRESENT | HPTE_ZERO);
+            pt.reqHva = base;
+            pt.reqPfn = z;
+            pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_ZERO);
             return true;
           }
         }
@@ -550,53 +575,61 @@ export class Mm {
     if (write) return this.installNewPage(vma, HPTE_WRITE);
     const z = this.phys.zeroPfn;
     if (z < 0) return false;
-    this.pt.set(HOST_LEVEL_PTE, alignDown(hva, g.pageSize), z, HPTE_PRESENT | HPTE_ZERO);
+    pt.reqHva = Math.floor(hva / g.pageSize) * g.pageSize;
+    pt.reqPfn = z;
+    pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_ZERO);
     return true;
   }
 
   private installNewPage(vma: Vma, extra: number): boolean {
-    const hva = this.at.hva;
     const pfn = this.phys.allocFolio(0, false);
     if (pfn < 0) return false;
     this.stats.faultAllocs++;
     if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 1);
-    this.pt.set(
-      HOST_LEVEL_PTE,
-      alignDown(hva, this.granule.pageSize),
-      pfn,
-      HPTE_PRESENT | HPTE_OWNED | extra,
-    );
+    const pt = this.pt;
+    const ps = this.granule.pageSize;
+    pt.reqHva = Math.floor(this.at.hva / ps) * ps;
+    pt.reqPfn = pfn;
+    pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_OWNED | extra);
     return true;
   }
 
   /** hugetlb_no_page(): allocate a folio of the hstate size and map it at its level (cont entries for cont sizes). */
   private populateHugetlb(vma: Vma, write: boolean): boolean {
-    const hva = this.at.hva;
     const g = this.granule;
     if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) this.stats.uffdEvents++;
-    const size = pow2(vma.hugeShift);
-    const base = alignDown(hva, size);
     const pfn = this.phys.allocFolio(vma.hugeShift - g.pageShift, true);
     if (pfn < 0) return false;
     this.stats.faultAllocs++;
-    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(vma.hugeShift - g.pageShift));
+    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, POW2[vma.hugeShift - g.pageShift]!);
     const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
     const shared = (vma.vmFlags & VM_SHARED) !== 0;
     const uffd = (vma.vmFlags & VM_UFFD_MISSING) !== 0;
     const flags = HPTE_PRESENT | HPTE_OWNED | (canWrite && (shared || write || uffd) ? HPTE_WRITE : 0);
-    this.setHugetlbEntries(vma.hugeShift, base, pfn, flags);
+    this.setHugetlbEntries(vma.hugeShift, pfn, flags);
     return true;
   }
 
-  private setHugetlbEntries(hugeShift: number, base: number, pfn: number, flags: number): void {
+  /**
+   * The entries of the hugetlb folio at `pfn` covering this.at.hva (one leaf, or the
+   * contiguous run of a CONT size), with `flags`.
+   */
+  private setHugetlbEntries(hugeShift: number, pfn: number, flags: number): void {
     const g = this.granule;
+    const pt = this.pt;
+    const size = POW2[hugeShift]!;
+    const base = Math.floor(this.at.hva / size) * size;
     const level =
       hugeShift >= g.pudShift ? HOST_LEVEL_PUD : hugeShift >= g.pmdShift ? HOST_LEVEL_PMD : HOST_LEVEL_PTE;
-    const entryShift = this.pt.shifts[level];
-    const n = pow2(hugeShift - entryShift);
+    const entryShift = pt.shifts[level];
+    const n = POW2[hugeShift - entryShift]!;
     const cont = n > 1 ? HPTE_CONT : 0;
+    const entrySize = POW2[entryShift]!;
+    const entryPages = POW2[entryShift - g.pageShift]!;
     for (let i = 0; i < n; i++) {
-      this.pt.set(level, base + i * pow2(entryShift), pfn + i * pow2(entryShift - g.pageShift), flags | cont);
+      pt.reqHva = base + i * entrySize;
+      pt.reqPfn = pfn + i * entryPages;
+      pt.setReq(level, flags | cont);
     }
   }
 
@@ -624,7 +657,9 @@ export class Mm {
           this.stats.faultAllocs++;
           this.stats.cowBreaks++;
           if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(g.pmdShift - g.pageShift));
-          this.pt.set(HOST_LEVEL_PMD, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+          this.pt.reqHva = base;
+          this.pt.reqPfn = pfn;
+          this.pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
         }
         n.invalidateRangeEnd();
         if (pfn >= 0) return true;
@@ -655,7 +690,9 @@ export class Mm {
         this.stats.faultAllocs++;
         this.stats.cowBreaks++;
         if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 1);
-        this.pt.set(HOST_LEVEL_PTE, base, pfn, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+        this.pt.reqHva = base;
+        this.pt.reqPfn = pfn;
+        this.pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
       }
       n.invalidateRangeEnd();
       return pfn >= 0;
@@ -663,12 +700,11 @@ export class Mm {
     if ((lf & HPTE_SPECIAL) !== 0) return false; // shared raw pfn that the driver mapped read-only
     // Exclusively owned page (anon, hugetlb, shmem): reuse, make writable.
     if ((lf & HPTE_CONT) !== 0 && vma.backing === 'hugetlb') {
-      const size = pow2(vma.hugeShift);
-      const base = alignDown(hva, size);
       const head = this.phys.folioHead(l.pfn);
-      this.setHugetlbEntries(vma.hugeShift, base, head, (lf | HPTE_WRITE) & ~HPTE_CONT);
+      this.setHugetlbEntries(vma.hugeShift, head, (lf | HPTE_WRITE) & ~HPTE_CONT);
     } else {
-      this.pt.updateFlags(l.level, l.base, HPTE_WRITE, 0xffff);
+      this.pt.reqHva = l.base;
+      this.pt.updateFlagsReq(l.level, HPTE_WRITE, 0xffff);
     }
     return true;
   }

@@ -91,6 +91,8 @@ export class PhysMem {
   /** Kernel warnings (VM_WARN_ON equivalents) hit so far; appended rarely, never on a hot path. */
   readonly warnings: string[] = [];
 
+  /** The pfn argument of pfnIsMapMemory(), passed on in a field (see pfnIsMapMemoryAt). */
+  private readonly at = { pfn: 0.5 };
   private readonly chunks = new Map<number, Uint16Array>();
   private lastChunkKey = -1;
   private lastChunk: Uint16Array | undefined = undefined;
@@ -138,6 +140,17 @@ export class PhysMem {
    * map (memblock memory not marked NOMAP). Binary search; allocates nothing.
    */
   pfnIsMapMemory(pfn: number): boolean {
+    this.at.pfn = pfn;
+    return this.pfnIsMapMemoryAt(this.at);
+  }
+
+  /**
+   * pfnIsMapMemory() of `at.pfn`, for the fault path: device pfns (a GPU's memory at 64 TiB
+   * is pfn 2^34) are past the small-integer range, and V8 boxes a double argument at every
+   * call it does not inline.
+   */
+  pfnIsMapMemoryAt(at: { readonly pfn: number }): boolean {
+    const pfn = at.pfn;
     let lo = 0;
     let hi = this.ramStart.length - 1;
     while (lo <= hi) {
