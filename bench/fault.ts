@@ -329,6 +329,20 @@ export function faultCases(quick: boolean): BenchCase<FaultState>[] {
       reset: 'unmap',
       what: 'a cacheable PFNMAP fault',
     },
+    // The same device memory where it cannot be mapped in blocks (the BAR's physical address
+    // is not congruent with the hva at 2M): one 4K cacheable PFNMAP fault per page, each
+    // refilled by the driver's fault handler after the host zapped the range.
+    {
+      name: 'fault/grace/pfnmap-cacheable-4K',
+      cpu: grace,
+      cpuLabel: 'grace',
+      vma: { backing: 'pfnmap', pa: '0x' + (DEV_BASE + 4 * KIB).toString(16), flags: ['shared'] },
+      size: anonSize,
+      stride: 4 * KIB,
+      pattern: 'write',
+      reset: 'unmap',
+      what: 'a 4K cacheable PFNMAP fault',
+    },
     {
       name: 'fault/grace/pfnmap-normal-nc-1G',
       cpu: grace,

@@ -87,8 +87,14 @@ export class GuestStage1 {
   readonly pageShift: number;
   readonly ptrs: number;
   readonly startLevel: number;
+  /**
+   * The tables by their IPA in granule units: a table's IPA itself could be past the
+   * small-integer range, and a double key costs a heap number on every lookup.
+   */
   private readonly tables = new Map<number, S1Table>();
   private nextTable: number;
+  /** levelSize() by level, read inline on the walk (a call would return a boxed double). */
+  private readonly sizes = new Float64Array(4);
 
   constructor(cfg: Stage1Config) {
     this.cfg = cfg;
@@ -96,6 +102,7 @@ export class GuestStage1 {
     this.ptrs = cfg.granule / 8;
     // 48-bit VA: 4 levels for 4K and 16K, 3 for 64K.
     this.startLevel = cfg.granule === 65536 ? 1 : 0;
+    for (let l = 0; l < 4; l++) this.sizes[l] = this.levelSize(l);
     this.nextTable = cfg.tables;
     this.newTable();
     cfg.mappings.forEach((m, i) => this.addMapping(m, i));
@@ -118,7 +125,7 @@ export class GuestStage1 {
   private newTable(): number {
     const ipa = this.nextTable;
     this.nextTable += this.cfg.granule;
-    this.tables.set(ipa, {
+    this.tables.set(ipa / this.cfg.granule, {
       kind: new Int8Array(this.ptrs),
       val: new Float64Array(this.ptrs),
       map: new Int32Array(this.ptrs),
@@ -139,7 +146,7 @@ export class GuestStage1 {
     while (va < end) {
       let tableIpa = this.cfg.tables;
       for (let level = this.startLevel; level <= 3; level++) {
-        const t = this.tables.get(tableIpa)!;
+        const t = this.tables.get(tableIpa / this.cfg.granule)!;
         const idx = this.index(va, level);
         const size = this.levelSize(level);
         if (this.blockAllowed(level) && va % size === 0 && ipa % size === 0 && end - va >= size) {
@@ -160,13 +167,20 @@ export class GuestStage1 {
     }
   }
 
-  /** Starts a walk of `va`: the first descriptor to read. */
-  begin(va: number, w: Stage1Walk): void {
-    w.va = va;
+  /**
+   * Starts a walk of `w.va` (set by the caller: an argument would be boxed): the first
+   * descriptor to read.
+   */
+  begin(w: Stage1Walk): void {
     w.level = this.startLevel;
     w.tableIpa = this.cfg.tables;
-    w.descIpa = w.tableIpa + this.index(va, w.level) * 8;
+    w.descIpa = w.tableIpa + this.walkIndex(w) * 8;
     w.descWrite = false;
+  }
+
+  /** index() of the walk's VA at its level. */
+  private walkIndex(w: Stage1Walk): number {
+    return Math.floor(w.va / this.sizes[w.level]!) & (this.ptrs - 1);
   }
 
   /**
@@ -174,8 +188,8 @@ export class GuestStage1 {
    * (read the next w.descIpa), S1_DONE (w.ipa and attributes set) or a stage-1 fault.
    */
   step(w: Stage1Walk, write: boolean, exec: boolean): number {
-    const t = this.tables.get(w.tableIpa);
-    const idx = this.index(w.va, w.level);
+    const t = this.tables.get(w.tableIpa / this.cfg.granule);
+    const idx = this.walkIndex(w);
     if (!t || t.kind[idx] === E_INVALID) {
       w.faultLevel = w.level;
       return S1_FAULT_TRANSLATION;
@@ -183,7 +197,7 @@ export class GuestStage1 {
     if (t.kind[idx] === E_TABLE) {
       w.level++;
       w.tableIpa = t.val[idx]!;
-      w.descIpa = w.tableIpa + this.index(w.va, w.level) * 8;
+      w.descIpa = w.tableIpa + this.walkIndex(w) * 8;
       w.descWrite = false;
       return S1_DESC;
     }
@@ -204,7 +218,7 @@ export class GuestStage1 {
       w.faultLevel = w.level;
       return S1_FAULT_PERMISSION;
     }
-    const size = this.levelSize(w.level);
+    const size = this.sizes[w.level]!;
     w.ipa = t.val[idx]! + (w.va - Math.floor(w.va / size) * size);
     w.attrIndx = m.attrIndx;
     w.ap = m.ap;

@@ -280,7 +280,8 @@ export class Vcpu {
       let ipa = addr;
       if (s1 !== null) {
         // The guest's stage-1 walk: each descriptor read is a stage-2 access to its IPA.
-        s1.begin(addr, sw);
+        sw.va = addr;
+        s1.begin(sw);
         let st = S1_DESC;
         let ok: boolean;
         for (;;) {

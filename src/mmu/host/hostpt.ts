@@ -4,8 +4,11 @@
  *
  * Three levels (PUD, PMD, PTE). Each level is stored sparsely in chunks of
  * one table page (2^(PAGE_SHIFT-3) entries), created when first needed and
- * kept afterwards (the kernel does not free emptied tables on zap either);
- * lookups allocate nothing. An entry is a leaf, a table pointer (HPTE_TABLE:
+ * kept afterwards (the kernel does not free emptied tables on zap either).
+ * A table that a huge leaf replaces is freed for the accounting, but its
+ * chunk stays, zeroed, to be reused when a table is needed there again: a
+ * fault that rebuilds tables (a driver refilling a zapped PFNMAP range)
+ * allocates nothing, and neither do lookups. An entry is a leaf, a table pointer (HPTE_TABLE:
  * look one level down), a zapped marker, or empty. The walk is top-down, so a
  * huge leaf can be installed only where the entry above the tables is empty
  * (pmd_none), exactly as in the kernel.
@@ -74,6 +77,8 @@ export function newHostLeaf(): HostLeaf {
 interface Chunk {
   readonly pfn: Float64Array;
   readonly flags: Uint16Array;
+  /** A table page in use (counted in `tables`); a freed one is all zeros. */
+  live: boolean;
 }
 
 /** The sparse three-level host page table. */
@@ -265,23 +270,32 @@ export class HostPageTable {
   private chunkFor(level: number, create: boolean): Chunk | undefined {
     const key = Math.floor(this.reqHva / (this.sizes[level] * this.entries));
     let c = this.levels[level].get(key);
-    if (c === undefined && create) {
-      c = { pfn: new Float64Array(this.entries), flags: new Uint16Array(this.entries) };
-      this.levels[level].set(key, c);
-      this.tables++;
-      this.cacheKey[level] = -1;
+    if (create) {
+      if (c === undefined) {
+        c = { pfn: new Float64Array(this.entries), flags: new Uint16Array(this.entries), live: true };
+        this.levels[level].set(key, c);
+        this.tables++;
+        this.cacheKey[level] = -1;
+      } else if (!c.live) {
+        c.live = true;
+        this.tables++;
+      }
     }
     return c;
   }
 
-  /** Drops every table below the entry at `level` starting at `base`. */
+  /** Frees every table below the entry at `level` starting at `base` (zeroed, kept for reuse). */
   private dropBelow(level: number, base: number): void {
     const size = pow2(this.shifts[level]);
     for (let l = level - 1; l >= HOST_LEVEL_PTE; l--) {
       const span = pow2(this.shifts[l] + this.granule.tableBits);
       for (let a = base; a < base + size; a += span) {
-        if (this.levels[l].delete(shr(a, this.shifts[l] + this.granule.tableBits))) this.tables--;
-        this.cacheKey[l] = -1;
+        const c = this.levels[l].get(shr(a, this.shifts[l] + this.granule.tableBits));
+        if (c === undefined || !c.live) continue;
+        c.pfn.fill(0);
+        c.flags.fill(0);
+        c.live = false;
+        this.tables--;
       }
     }
   }
