@@ -6,6 +6,8 @@
  *   npm run bench -- --json FILE     also write { "results": [ { name, opsPerSec, rme, bytesPerOp, ... } ] }
  *   npm run bench -- --compare FILE  print the change against a saved --json run
  *   npm run bench -- --filter TEXT   only cases whose name contains TEXT
+ *   npm run bench -- --alloc-sites   also, under each case, where it allocates (V8's sampling heap
+ *                                    profiler over a few batches; the top sites by bytes per op)
  *   npm run bench -- --scale         1 TiB at 4K through the page table, then through the fault path
  *                                    (each in its own process; --scale-part pgtable|fault for one)
  *
@@ -16,6 +18,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pc from 'picocolors';
+import { allocationSites } from './allocsites.js';
 import { faultCases } from './fault.js';
 import { floorCase } from './floor.js';
 import type { BenchCase, BenchResult } from './harness.js';
@@ -40,6 +43,7 @@ try {
       filter: { type: 'string' },
       scale: { type: 'boolean' },
       'scale-part': { type: 'string' },
+      'alloc-sites': { type: 'boolean' },
     },
   }).values;
 } catch (e) {
@@ -102,6 +106,15 @@ for (const c of selected) {
   }
   if (r.modelled) line += `\n${' '.repeat(4)}${pc.dim(r.modelled)}`;
   process.stdout.write(line + '\n');
+  if (args['alloc-sites']) {
+    const sites = await allocationSites(c);
+    if (sites.length === 0)
+      process.stdout.write(`${' '.repeat(4)}${pc.dim('allocation sites: none sampled')}\n`);
+    for (const s of sites)
+      process.stdout.write(
+        `${' '.repeat(4)}${pc.dim(`${s.bytesPerOp.toFixed(1).padStart(8)} B/op  ${s.site}`)}\n`,
+      );
+  }
 }
 
 if (args.json !== undefined) {

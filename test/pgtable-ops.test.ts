@@ -41,12 +41,12 @@ function recorder(log: string[], probe?: (what: string) => void): Stage2Events {
     probe?.(s);
   };
   return {
-    tlbiVmidIpa: (ipa, level) => push(`tlbi ipa ${hexAddr(ipa)} ${lvl(level)}`),
-    tlbiVmidIpaNsh: (ipa, level) => push(`tlbi nsh ${hexAddr(ipa)} ${lvl(level)}`),
-    tlbiVmidRange: (addr, size) => push(`tlbi range ${hexAddr(addr)} ${hexAddr(size)}`),
+    tlbiVmidIpa: (op) => push(`tlbi ipa ${hexAddr(op.addr)} ${lvl(op.level)}`),
+    tlbiVmidIpaNsh: (op) => push(`tlbi nsh ${hexAddr(op.addr)} ${lvl(op.level)}`),
+    tlbiVmidRange: (op) => push(`tlbi range ${hexAddr(op.addr)} ${hexAddr(op.size)}`),
     tlbiVmid: () => push('tlbi vmid'),
-    dcacheCleanInvalPoc: (pa, size) => push(`dcache ${hexAddr(pa)} ${hexAddr(size)}`),
-    icacheInvalPou: (pa, size) => push(`icache ${hexAddr(pa)} ${hexAddr(size)}`),
+    dcacheCleanInvalPoc: (op) => push(`dcache ${hexAddr(op.addr)} ${hexAddr(op.size)}`),
+    icacheInvalPou: (op) => push(`icache ${hexAddr(op.addr)} ${hexAddr(op.size)}`),
   };
 }
 

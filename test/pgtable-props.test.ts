@@ -438,12 +438,12 @@ describe('the walk cache changes nothing', () => {
   /** Records every TLBI and CMO as a line. */
   function recorder(log: string[]): Stage2Events {
     return {
-      tlbiVmidIpa: (a, l) => log.push(`tlbi ipa ${hexAddr(a)} ${l}`),
-      tlbiVmidIpaNsh: (a, l) => log.push(`tlbi nsh ${hexAddr(a)} ${l}`),
-      tlbiVmidRange: (a, n) => log.push(`tlbi range ${hexAddr(a)} ${hexAddr(n)}`),
+      tlbiVmidIpa: (op) => log.push(`tlbi ipa ${hexAddr(op.addr)} ${op.level}`),
+      tlbiVmidIpaNsh: (op) => log.push(`tlbi nsh ${hexAddr(op.addr)} ${op.level}`),
+      tlbiVmidRange: (op) => log.push(`tlbi range ${hexAddr(op.addr)} ${hexAddr(op.size)}`),
       tlbiVmid: () => log.push('tlbi vmid'),
-      dcacheCleanInvalPoc: (a, n) => log.push(`dcache ${hexAddr(a)} ${hexAddr(n)}`),
-      icacheInvalPou: (a, n) => log.push(`icache ${hexAddr(a)} ${hexAddr(n)}`),
+      dcacheCleanInvalPoc: (op) => log.push(`dcache ${hexAddr(op.addr)} ${hexAddr(op.size)}`),
+      icacheInvalPou: (op) => log.push(`icache ${hexAddr(op.addr)} ${hexAddr(op.size)}`),
     };
   }
 

@@ -7,8 +7,8 @@
 
 import { EFAULT, EINVAL } from '../pgtable/descriptor.js';
 import type { GranuleSize } from '../pgtable/geometry.js';
-import { MemCache } from '../pgtable/pool.js';
-import type { Stage2Events } from '../pgtable/pool.js';
+import { MemCache, newMaintenanceOp } from '../pgtable/pool.js';
+import type { MaintenanceOp, Stage2Events } from '../pgtable/pool.js';
 import { Stage2PageTable } from '../pgtable/stage2.js';
 import type { CpuFeatures } from './cpu.js';
 import { kvmSupportsCacheablePfnmap } from './cpu.js';
@@ -133,9 +133,6 @@ class KvmMmOps implements Stage2Events {
     this.dic = dic;
     this.icacheLimit = icacheRangeLimit(pageSize);
   }
-  // The callbacks are kept tiny so that V8 always inlines them into the page-table code (its
-  // small-function rule): the addresses they are given, doubles, then never cross a real call,
-  // which would box each into a new heap number. The accounting itself is out of line.
   tlbiVmidIpa(): void {
     this.stats.tlbiIpa++;
   }
@@ -148,21 +145,15 @@ class KvmMmOps implements Stage2Events {
   tlbiVmid(): void {
     this.stats.tlbiVmid++;
   }
-  dcacheCleanInvalPoc(_pa: number, size: number): void {
-    this.dcacheAccount(size);
-  }
-  icacheInvalPou(_pa: number, size: number): void {
-    this.icacheAccount(size);
-  }
-  private dcacheAccount(size: number): void {
+  dcacheCleanInvalPoc(op: Readonly<MaintenanceOp>): void {
     this.stats.dcacheCalls++;
-    if (!this.fwb) this.stats.dcacheBytes += size;
+    if (!this.fwb) this.stats.dcacheBytes += op.size;
   }
-  private icacheAccount(size: number): void {
+  icacheInvalPou(op: Readonly<MaintenanceOp>): void {
     this.stats.icacheCalls++;
     if (this.dic) return;
-    if (size > this.icacheLimit) this.stats.icacheInvalAll++;
-    else this.stats.icacheBytes += size;
+    if (op.size > this.icacheLimit) this.stats.icacheInvalAll++;
+    else this.stats.icacheBytes += op.size;
   }
 }
 
@@ -174,29 +165,29 @@ class TeeEvents implements Stage2Events {
     this.a = a;
     this.b = b;
   }
-  tlbiVmidIpa(ipa: number, level: number): void {
-    this.a.tlbiVmidIpa(ipa, level);
-    this.b.tlbiVmidIpa(ipa, level);
+  tlbiVmidIpa(op: Readonly<MaintenanceOp>): void {
+    this.a.tlbiVmidIpa(op);
+    this.b.tlbiVmidIpa(op);
   }
-  tlbiVmidIpaNsh(ipa: number, level: number): void {
-    this.a.tlbiVmidIpaNsh(ipa, level);
-    this.b.tlbiVmidIpaNsh(ipa, level);
+  tlbiVmidIpaNsh(op: Readonly<MaintenanceOp>): void {
+    this.a.tlbiVmidIpaNsh(op);
+    this.b.tlbiVmidIpaNsh(op);
   }
-  tlbiVmidRange(addr: number, size: number): void {
-    this.a.tlbiVmidRange(addr, size);
-    this.b.tlbiVmidRange(addr, size);
+  tlbiVmidRange(op: Readonly<MaintenanceOp>): void {
+    this.a.tlbiVmidRange(op);
+    this.b.tlbiVmidRange(op);
   }
   tlbiVmid(): void {
     this.a.tlbiVmid();
     this.b.tlbiVmid();
   }
-  dcacheCleanInvalPoc(pa: number, size: number): void {
-    this.a.dcacheCleanInvalPoc(pa, size);
-    this.b.dcacheCleanInvalPoc(pa, size);
+  dcacheCleanInvalPoc(op: Readonly<MaintenanceOp>): void {
+    this.a.dcacheCleanInvalPoc(op);
+    this.b.dcacheCleanInvalPoc(op);
   }
-  icacheInvalPou(pa: number, size: number): void {
-    this.a.icacheInvalPou(pa, size);
-    this.b.icacheInvalPou(pa, size);
+  icacheInvalPou(op: Readonly<MaintenanceOp>): void {
+    this.a.icacheInvalPou(op);
+    this.b.icacheInvalPou(op);
   }
 }
 
@@ -261,6 +252,8 @@ export class Kvm {
   readonly diagnostics: Diagnostic[] = [];
   readonly memcacheCapacity: number;
   private readonly mmOps: KvmMmOps;
+  /** The operands of kvm_flush_remote_tlbs_range()'s TLBI (scratch). */
+  private readonly flushOp: MaintenanceOp = newMaintenanceOp();
   /** The gfn range of one slot in an MMU-notifier event (scratch). */
   private readonly notifierGfns: GfnRange = { start: 0, end: 0 };
 
@@ -471,8 +464,14 @@ export class Kvm {
 
   /** kvm_flush_remote_tlbs_range() → kvm_tlb_flush_vmid_range(). */
   private flushRemoteTlbsRange(start: number, size: number): void {
-    if (this.cpu.tlbiRange) this.pgt.events.tlbiVmidRange(start, size);
-    else this.pgt.events.tlbiVmid();
+    if (this.cpu.tlbiRange) {
+      const op = this.flushOp;
+      op.addr = start;
+      op.size = size;
+      this.pgt.events.tlbiVmidRange(op);
+    } else {
+      this.pgt.events.tlbiVmid();
+    }
   }
 
   /**

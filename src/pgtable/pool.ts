@@ -29,22 +29,42 @@ const ARENA_HI = TABLE_ARENA_BASE / 2 ** 32;
 export const TLBI_TTL_UNKNOWN = 0x7fffffff;
 
 /**
+ * The operands of one TLB invalidation or cache-maintenance call. The page table fills one
+ * reused object and hands it over by reference: a sink reads it during the call and keeps no
+ * reference. (Addresses are doubles, mostly past 2^31; as arguments V8 would box each into a
+ * new heap number at every call to a sink it does not inline, and sinks are many.)
+ */
+export interface MaintenanceOp {
+  /** The IPA (TLBIs) or the PA (cache maintenance), below 2^53. */
+  addr: number;
+  /** Bytes: the range of a range TLBI or of a cache-maintenance call. */
+  size: number;
+  /** The level hint of a TLBI by IPA (TLBI_TTL_UNKNOWN for none). */
+  level: number;
+}
+
+/**
  * Where the page-table code's TLB invalidations and cache maintenance go. Each method is one
- * call the kernel makes (one line of replay output). Addresses are numbers below 2^53.
+ * call the kernel makes (one line of replay output), with its operands in `op`.
  */
 export interface Stage2Events {
-  /** __kvm_tlb_flush_vmid_ipa(ipa, level): TLBI IPAS2E1IS + VMALLE1IS. */
-  tlbiVmidIpa(ipa: number, level: number): void;
-  /** __kvm_tlb_flush_vmid_ipa_nsh(ipa, level): the local, non-shareable variant. */
-  tlbiVmidIpaNsh(ipa: number, level: number): void;
-  /** kvm_tlb_flush_vmid_range(addr, size) with FEAT_TLBIRANGE: range invalidation. */
-  tlbiVmidRange(addr: number, size: number): void;
+  /** __kvm_tlb_flush_vmid_ipa(ipa, level): TLBI IPAS2E1IS + VMALLE1IS. Reads addr, level. */
+  tlbiVmidIpa(op: Readonly<MaintenanceOp>): void;
+  /** __kvm_tlb_flush_vmid_ipa_nsh(ipa, level): the local, non-shareable variant. Reads addr, level. */
+  tlbiVmidIpaNsh(op: Readonly<MaintenanceOp>): void;
+  /** kvm_tlb_flush_vmid_range(addr, size) with FEAT_TLBIRANGE: range invalidation. Reads addr, size. */
+  tlbiVmidRange(op: Readonly<MaintenanceOp>): void;
   /** __kvm_tlb_flush_vmid(): the whole VMID. */
   tlbiVmid(): void;
-  /** mm_ops->dcache_clean_inval_poc(va(pa), size). */
-  dcacheCleanInvalPoc(pa: number, size: number): void;
-  /** mm_ops->icache_inval_pou(va(pa), size). */
-  icacheInvalPou(pa: number, size: number): void;
+  /** mm_ops->dcache_clean_inval_poc(va(pa), size). Reads addr (the PA), size. */
+  dcacheCleanInvalPoc(op: Readonly<MaintenanceOp>): void;
+  /** mm_ops->icache_inval_pou(va(pa), size). Reads addr (the PA), size. */
+  icacheInvalPou(op: Readonly<MaintenanceOp>): void;
+}
+
+/** A fresh MaintenanceOp to reuse. */
+export function newMaintenanceOp(): MaintenanceOp {
+  return { addr: 0.5, size: 0.5, level: 0 };
 }
 
 /** A Stage2Events that does nothing (for callers that only want the table). */
@@ -82,13 +102,13 @@ export class CountingEvents implements Stage2Events {
   tlbiVmid(): void {
     this.tlbiAll++;
   }
-  dcacheCleanInvalPoc(_pa: number, size: number): void {
+  dcacheCleanInvalPoc(op: Readonly<MaintenanceOp>): void {
     this.dcacheCalls++;
-    this.dcacheBytes += size;
+    this.dcacheBytes += op.size;
   }
-  icacheInvalPou(_pa: number, size: number): void {
+  icacheInvalPou(op: Readonly<MaintenanceOp>): void {
     this.icacheCalls++;
-    this.icacheBytes += size;
+    this.icacheBytes += op.size;
   }
   /** Total TLBI requests of every kind. */
   get tlbi(): number {

@@ -40,8 +40,8 @@ import {
 import type { AttrOut, LeafBuild } from './descriptor.js';
 import { Geometry } from './geometry.js';
 import type { GranuleSize } from './geometry.js';
-import { MemCache, NULL_EVENTS, TLBI_TTL_UNKNOWN, TablePool } from './pool.js';
-import type { Stage2Events } from './pool.js';
+import { MemCache, NULL_EVENTS, TLBI_TTL_UNKNOWN, TablePool, newMaintenanceOp } from './pool.js';
+import type { MaintenanceOp, Stage2Events } from './pool.js';
 import {
   KVM_PGTABLE_WALK_LEAF,
   KVM_PGTABLE_WALK_SHARED,
@@ -151,8 +151,9 @@ export class Stage2PageTable {
   private readonly attrData = new AttrData();
   private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
   private readonly leaf: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
-  /** The PA handed to a cache-maintenance callback (kvm_pte_follow of the entry). */
+  /** The PA of an entry being cleaned (kvm_pte_follow), and the operands handed to events. */
   private readonly cmo = { pa: 0.5 };
+  private readonly op: MaintenanceOp = newMaintenanceOp();
   private readonly leafResult = new LeafResult();
   /**
    * The addresses of the operation being started: the public entry points (map, unmap,
@@ -235,7 +236,10 @@ export class Stage2PageTable {
     let pages = Math.floor(this.flushSize / ps);
     while (pages > 0) {
       const n = pages < MAX_TLBI_RANGE_PAGES ? pages : MAX_TLBI_RANGE_PAGES;
-      this.events.tlbiVmidRange(addr, n * ps);
+      const op = this.op;
+      op.addr = addr;
+      op.size = n * ps;
+      this.events.tlbiVmidRange(op);
       addr += n * ps;
       pages -= n;
     }
@@ -269,7 +273,9 @@ export class Stage2PageTable {
         this.flushSize = size;
         this.tlbFlushVmidRange();
       } else if (oldLo & KVM_PTE_VALID) {
-        this.events.tlbiVmidIpa(ctx.addr, ctx.level);
+        this.op.addr = ctx.addr;
+        this.op.level = ctx.level;
+        this.events.tlbiVmidIpa(this.op);
       }
     }
     if (oldLo !== 0 || oldHi !== 0) this.pool.putPage(ctx.page);
@@ -366,10 +372,12 @@ export class Stage2PageTable {
     // Cache maintenance happens before the new entry is visible, over the whole leaf.
     if ((ctx.flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0) {
       const size = this.geo.sizes[level + 1]!;
-      const cmo = this.cmo;
-      this.layout.toPhysInto(newLo, newHi, cmo);
-      if (pteCacheable(newLo, this.fwb)) this.events.dcacheCleanInvalPoc(cmo.pa, size);
-      if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(cmo.pa, size);
+      const op = this.op;
+      this.layout.toPhysInto(newLo, newHi, this.cmo);
+      op.addr = this.cmo.pa;
+      op.size = size;
+      if (pteCacheable(newLo, this.fwb)) this.events.dcacheCleanInvalPoc(op);
+      if (pteExecutable(newLo, newHi)) this.events.icacheInvalPou(op);
     }
     this.makePte(ctx, newLo, newHi);
     return 0;
@@ -504,12 +512,21 @@ export class Stage2PageTable {
     // stage2_unmap_put_pte()
     w[i] = 0;
     w[i + 1] = 0;
-    if (child >= 0) this.events.tlbiVmidIpa(ctx.addr, TLBI_TTL_UNKNOWN);
-    else if (!this.unmapDeferTlbFlush()) this.events.tlbiVmidIpa(ctx.addr, ctx.level);
+    const op = this.op;
+    op.addr = ctx.addr;
+    if (child >= 0) {
+      op.level = TLBI_TTL_UNKNOWN;
+      this.events.tlbiVmidIpa(op);
+    } else if (!this.unmapDeferTlbFlush()) {
+      op.level = ctx.level;
+      this.events.tlbiVmidIpa(op);
+    }
     this.pool.putPage(ctx.page);
     if (needFlush) {
       this.layout.toPhysInto(oldLo, oldHi, this.cmo);
-      this.events.dcacheCleanInvalPoc(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
+      op.addr = this.cmo.pa;
+      op.size = this.geo.sizes[ctx.level + 1]!;
+      this.events.dcacheCleanInvalPoc(op);
     }
     if (child >= 0) this.pool.putPage(child);
     return 0;
@@ -563,7 +580,9 @@ export class Stage2PageTable {
       // Gaining execute permission needs the I-cache clean for the whole leaf.
       if (pteExecutable(newLo, newHi) && !pteExecutable(oldLo, oldHi)) {
         this.layout.toPhysInto(newLo, newHi, this.cmo);
-        this.events.icacheInvalPou(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
+        this.op.addr = this.cmo.pa;
+        this.op.size = this.geo.sizes[ctx.level + 1]!;
+        this.events.icacheInvalPou(this.op);
       }
       if (!this.trySetPte(ctx, newLo, newHi)) return EAGAIN;
     }
@@ -642,7 +661,11 @@ export class Stage2PageTable {
     d.level = 0;
     this.reqSize = 1;
     const ret = this.updateLeafAttrs(setLo, 0, 0, clrHi, flags);
-    if (ret === 0 || ret === EAGAIN) this.events.tlbiVmidIpaNsh(addr, d.level);
+    if (ret === 0 || ret === EAGAIN) {
+      this.op.addr = addr;
+      this.op.level = d.level;
+      this.events.tlbiVmidIpaNsh(this.op);
+    }
     return ret;
   }
 
@@ -683,7 +706,9 @@ export class Stage2PageTable {
   private stage2FlushWalker(ctx: WalkCtx): number {
     if (!pteCacheable(ctx.oldLo, this.fwb)) return 0;
     this.layout.toPhysInto(ctx.oldLo, ctx.oldHi, this.cmo);
-    this.events.dcacheCleanInvalPoc(this.cmo.pa, this.geo.sizes[ctx.level + 1]!);
+    this.op.addr = this.cmo.pa;
+    this.op.size = this.geo.sizes[ctx.level + 1]!;
+    this.events.dcacheCleanInvalPoc(this.op);
     return 0;
   }
 

@@ -7,7 +7,7 @@
 import { errnoName, hex64, hexAddr, parseProt } from '../pgtable/descriptor.js';
 import type { GranuleSize } from '../pgtable/geometry.js';
 import { MemCache, TLBI_TTL_UNKNOWN } from '../pgtable/pool.js';
-import type { Stage2Events } from '../pgtable/pool.js';
+import type { MaintenanceOp, Stage2Events } from '../pgtable/pool.js';
 import { Stage2PageTable } from '../pgtable/stage2.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
 
@@ -208,23 +208,23 @@ export class PrintingEvents implements Stage2Events {
   private static lvl(level: number): string {
     return level === TLBI_TTL_UNKNOWN ? 'unknown' : String(level);
   }
-  tlbiVmidIpa(ipa: number, level: number): void {
-    this.out(`tlbi vmid_ipa ${hexAddr(ipa)} ${PrintingEvents.lvl(level)}`);
+  tlbiVmidIpa(op: Readonly<MaintenanceOp>): void {
+    this.out(`tlbi vmid_ipa ${hexAddr(op.addr)} ${PrintingEvents.lvl(op.level)}`);
   }
-  tlbiVmidIpaNsh(ipa: number, level: number): void {
-    this.out(`tlbi vmid_ipa_nsh ${hexAddr(ipa)} ${PrintingEvents.lvl(level)}`);
+  tlbiVmidIpaNsh(op: Readonly<MaintenanceOp>): void {
+    this.out(`tlbi vmid_ipa_nsh ${hexAddr(op.addr)} ${PrintingEvents.lvl(op.level)}`);
   }
-  tlbiVmidRange(addr: number, size: number): void {
-    this.out(`tlbi vmid_range ${hexAddr(addr)} ${hexAddr(size)}`);
+  tlbiVmidRange(op: Readonly<MaintenanceOp>): void {
+    this.out(`tlbi vmid_range ${hexAddr(op.addr)} ${hexAddr(op.size)}`);
   }
   tlbiVmid(): void {
     this.out('tlbi vmid');
   }
-  dcacheCleanInvalPoc(pa: number, size: number): void {
-    this.out(`dcache ${hexAddr(pa)} ${hexAddr(size)}`);
+  dcacheCleanInvalPoc(op: Readonly<MaintenanceOp>): void {
+    this.out(`dcache ${hexAddr(op.addr)} ${hexAddr(op.size)}`);
   }
-  icacheInvalPou(pa: number, size: number): void {
-    this.out(`icache ${hexAddr(pa)} ${hexAddr(size)}`);
+  icacheInvalPou(op: Readonly<MaintenanceOp>): void {
+    this.out(`icache ${hexAddr(op.addr)} ${hexAddr(op.size)}`);
   }
 }
 
