@@ -3,7 +3,7 @@
  * when"). A child process (test/helpers/alloc-probe.ts) runs the benchmark's fault workloads
  * one after another in one V8 heap (anonymous 4K, THP, hugetlbfs, copy-on-write through the
  * MMU notifier, PFNMAP device memory, dirty-logging permission faults and block splits,
- * access-flag faults, an MTE guest, a CPU without FWB), warms each up, and reports the
+ * access-flag faults, an MTE guest, a CPU without FWB, 64K pages), warms each up, and reports the
  * median heap bytes per fault over seven batches. Bytes, not time: nothing here is timed.
  */
 import { execFileSync } from 'node:child_process';
@@ -48,6 +48,7 @@ describe('allocation on the fault path', () => {
         'fault/grace/dirty-log-thp-split-4K-write',
         'fault/grace/access-flag-4K-read-after-age',
         'fault/grace+mte/anon-4K-write',
+        'fault/grace-64K/anon-64K-write-in-order',
       ]),
     );
     // Under one byte per fault: a single heap number boxed per fault would be 16.

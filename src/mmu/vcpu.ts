@@ -167,8 +167,11 @@ export class Vcpu {
   /** The last run() ended with a successful hardware walk (its result is the leaf). */
   private walkHit = false;
   private readonly leaf = new LeafResult();
-  /** The address of the access being run (see access()). */
-  private reqAddr = 0.5;
+  /**
+   * The address of the access being run: access() sets it, or a hot caller sets it and calls
+   * accessReq() (an address argument is boxed wherever V8 does not inline the call).
+   */
+  reqAddr = 0.5;
   /** ESR_EL2 of the abort, as a signed 32-bit integer (see makeEsr; `>>> 0` for the register value). */
   esr = 0;
   /** The fault IPA from HPFAR_EL2 (the IPA's 4K page). */
@@ -205,10 +208,11 @@ export class Vcpu {
   access(kind: number, addr: number, out: AccessResult): number {
     // Addresses reach the large bodies through fields, not arguments (see Walker.walkRoot).
     this.reqAddr = addr;
-    return this.accessImpl(kind, out);
+    return this.accessReq(kind, out);
   }
 
-  private accessImpl(kind: number, out: AccessResult): number {
+  /** access() of reqAddr. */
+  accessReq(kind: number, out: AccessResult): number {
     const addr = this.reqAddr;
     const kvm = this.kvm;
     const stats = out.stats;
