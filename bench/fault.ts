@@ -30,6 +30,8 @@ const MIB = 2 ** 20;
 const GIB = 2 ** 30;
 /** Guest RAM's IPA and the VMM's hva for it. */
 const IPA = 0x40_0000_0000;
+/** Where the guest sees a Grace GPU's memory (as in examples/grace-gpu-passthrough.json). */
+const GPU_GPA = 0x4000_0000_0000;
 const HVA = 0x7f00_0000_0000;
 /** Host physical memory: RAM (linear map) and a device window (nomap, for PFNMAP). */
 const RAM_BASE = 0x1_0000_0000;
@@ -69,6 +71,10 @@ interface FaultSpec {
   what: string;
   /** Scenario `granule` (default 4K). */
   granule?: '4K' | '16K' | '64K';
+  /** The memslot's guest address (default IPA, 256 GiB). */
+  gpa?: number;
+  /** Where the host's RAM starts (default RAM_BASE, 4 GiB). */
+  ramBase?: number;
 }
 
 interface FaultState {
@@ -85,7 +91,7 @@ interface FaultState {
 
 function buildScenario(spec: FaultSpec): ScenarioRunner {
   const physical = [
-    { base: RAM_BASE, size: Math.max(8 * GIB, 2 * spec.size), type: 'ram' },
+    { base: spec.ramBase ?? RAM_BASE, size: Math.max(8 * GIB, 2 * spec.size), type: 'ram' },
     { base: DEV_BASE, size: 256 * GIB, type: 'nomap' },
   ];
   const s = parseScenario({
@@ -103,7 +109,7 @@ function buildScenario(spec: FaultSpec): ScenarioRunner {
       },
     ],
     vm: { ipaBits: 40, ...spec.vm },
-    memslots: [{ slot: 0, gpa: '0x' + IPA.toString(16), size: String(spec.size), vma: 'm' }],
+    memslots: [{ slot: 0, gpa: '0x' + (spec.gpa ?? IPA).toString(16), size: String(spec.size), vma: 'm' }],
     steps: [],
   });
   const runner = new ScenarioRunner(s);
@@ -121,32 +127,33 @@ function runBatch(s: FaultState): void {
   const r = s.r;
   const stride = s.spec.stride;
   const n = s.steps;
+  const base = s.spec.gpa ?? IPA;
   switch (s.spec.pattern) {
     case 'write':
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = IPA + i * stride;
+        vcpu.reqAddr = base + i * stride;
         vcpu.accessReq(ACC_WRITE, r);
       }
       return;
     case 'write-random': {
       const p = s.order!;
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = IPA + p[i]! * stride;
+        vcpu.reqAddr = base + p[i]! * stride;
         vcpu.accessReq(ACC_WRITE, r);
       }
       return;
     }
     case 'read-then-write':
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = IPA + i * stride;
+        vcpu.reqAddr = base + i * stride;
         vcpu.accessReq(ACC_READ, r);
-        vcpu.reqAddr = IPA + i * stride;
+        vcpu.reqAddr = base + i * stride;
         vcpu.accessReq(ACC_WRITE, r);
       }
       return;
     case 'read':
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = IPA + i * stride;
+        vcpu.reqAddr = base + i * stride;
         vcpu.accessReq(ACC_READ, r);
       }
       return;
@@ -170,12 +177,12 @@ function resetState(s: FaultState): void {
       kvm.getAndClearDirtyLog(0);
       kvm.setDirtyLogging(0, false);
       kvm.mm.hostUnmap(s.vma, 0, s.spec.size);
-      for (let a = 0; a < s.spec.size; a += 2 * MIB) s.vcpu.access(ACC_WRITE, IPA + a, r);
+      for (let a = 0; a < s.spec.size; a += 2 * MIB) s.vcpu.access(ACC_WRITE, (s.spec.gpa ?? IPA) + a, r);
       kvm.setDirtyLogging(0, true);
       break;
     }
     case 'age':
-      kvm.ageIpaRange(IPA, s.spec.size);
+      kvm.ageIpaRange(s.spec.gpa ?? IPA, s.spec.size);
       break;
   }
   kvm.totals.reset();
@@ -185,10 +192,10 @@ function resetState(s: FaultState): void {
 function prepare(s: FaultState): void {
   const r = s.r;
   if (s.spec.reset === 'dirty-log') {
-    for (let a = 0; a < s.spec.size; a += s.spec.stride) s.vcpu.access(ACC_WRITE, IPA + a, r);
+    for (let a = 0; a < s.spec.size; a += s.spec.stride) s.vcpu.access(ACC_WRITE, (s.spec.gpa ?? IPA) + a, r);
     s.kvm.setDirtyLogging(0, true);
   } else if (s.spec.reset === 'age') {
-    for (let a = 0; a < s.spec.size; a += s.spec.stride) s.vcpu.access(ACC_WRITE, IPA + a, r);
+    for (let a = 0; a < s.spec.size; a += s.spec.stride) s.vcpu.access(ACC_WRITE, (s.spec.gpa ?? IPA) + a, r);
   }
 }
 
@@ -348,12 +355,15 @@ export function faultCases(quick: boolean): BenchCase<FaultState>[] {
     },
     // The same device memory where it cannot be mapped in blocks (the BAR's physical address
     // is not congruent with the hva at 2M): one 4K cacheable PFNMAP fault per page, each
-    // refilled by the driver's fault handler after the host zapped the range.
+    // refilled by the driver's fault handler after the host zapped the range. The guest sees
+    // it at 64 TiB, where QEMU puts a Grace GPU's memory: gfns and pfns both past 2^31.
     {
       name: 'fault/grace/pfnmap-cacheable-4K',
       cpu: grace,
       cpuLabel: 'grace',
       vma: { backing: 'pfnmap', pa: '0x' + (DEV_BASE + 4 * KIB).toString(16), flags: ['shared'] },
+      vm: { ipaBits: 48 },
+      gpa: GPU_GPA,
       size: anonSize,
       stride: 4 * KIB,
       pattern: 'write',
@@ -460,6 +470,19 @@ export function faultCases(quick: boolean): BenchCase<FaultState>[] {
       pattern: 'write',
       reset: 'dirty-log-blocks',
       what: 'a dirty-logging fault on a 2M block',
+    },
+    // Host RAM at 16 TiB (a second socket's memory, CXL): every pfn is past 2^32.
+    {
+      name: 'fault/grace/anon-4K-write-ram-at-16T',
+      cpu: grace,
+      cpuLabel: 'grace',
+      vma: anon,
+      ramBase: 0x1000_0000_0000,
+      size: anonSize,
+      stride: 4 * KIB,
+      pattern: 'write',
+      reset: 'unmap',
+      what: 'a 4K anonymous write fault',
     },
     // The same anonymous faults with the other granules (64K is what several arm64 server
     // distributions ship): a 64K page per fault, and 32M THP blocks with 16K pages.

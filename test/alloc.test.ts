@@ -3,8 +3,9 @@
  * when"). A child process (test/helpers/alloc-probe.ts) runs the benchmark's fault workloads
  * one after another in one V8 heap (anonymous 4K, THP, hugetlbfs, copy-on-write through the
  * MMU notifier, PFNMAP device memory, dirty-logging permission faults and block splits,
- * access-flag faults, an MTE guest, a CPU without FWB, 64K pages), warms each up, and reports the
- * median heap bytes per fault over seven batches. Bytes, not time: nothing here is timed.
+ * access-flag faults, an MTE guest, a CPU without FWB, 64K pages, RAM at 16 TiB where every pfn
+ * is past 2^32, a GPU's memory at 64 TiB), warms each up, and reports the median heap bytes
+ * per fault over seven batches. Bytes, not time: nothing here is timed.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +50,7 @@ describe('allocation on the fault path', () => {
         'fault/grace/access-flag-4K-read-after-age',
         'fault/grace+mte/anon-4K-write',
         'fault/grace-64K/anon-64K-write-in-order',
+        'fault/grace/anon-4K-write-ram-at-16T',
       ]),
     );
     // Under one byte per fault: a single heap number boxed per fault would be 16.

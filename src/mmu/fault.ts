@@ -110,16 +110,23 @@ function sanitiseMteTags(kvm: Kvm, f: FaultinResult, nrPages: number): void {
     return;
   }
   const before = phys.stats.mteTagClears;
-  if (phys.folioTestHugetlb(pfn)) {
-    if (phys.folioTryHugetlbMteTagging(pfn)) {
-      for (let i = 0; i < nrPages; i++) phys.mteClearPageTags(pfn + i);
-      phys.folioSetHugetlbMteTagged(pfn);
+  // The pfns go to the host's page state through phys.reqPfn (see PhysMem.reqPfn).
+  phys.reqPfn = pfn;
+  if (phys.folioTestHugetlbReq()) {
+    if (phys.folioTryHugetlbMteTaggingReq()) {
+      for (let i = 0; i < nrPages; i++) {
+        phys.reqPfn = pfn + i;
+        phys.mteClearPageTagsReq();
+      }
+      phys.reqPfn = pfn;
+      phys.folioSetHugetlbMteTaggedReq();
     }
   } else {
     for (let i = 0; i < nrPages; i++) {
-      if (phys.tryPageMteTagging(pfn + i)) {
-        phys.mteClearPageTags(pfn + i);
-        phys.setPageMteTagged(pfn + i);
+      phys.reqPfn = pfn + i;
+      if (phys.tryPageMteTaggingReq()) {
+        phys.mteClearPageTagsReq();
+        phys.setPageMteTaggedReq();
       }
     }
   }

@@ -325,12 +325,17 @@ export class Mm {
     // A poisoned hugetlb folio is unusable as a whole (folio_test_hwpoison on the head;
     // hugetlb_fault returns VM_FAULT_HWPOISON_LARGE for any subpage).
     const phys = this.phys;
-    if (
-      page &&
-      (phys.pageHwPoison(pfn) || (phys.folioTestHugetlb(pfn) && phys.pageHwPoison(phys.folioHead(pfn))))
-    ) {
-      out.err = KVM_PFN_ERR_HWPOISON;
-      return;
+    if (page) {
+      phys.reqPfn = pfn;
+      let poisoned = phys.pageHwPoisonReq();
+      if (!poisoned && phys.folioTestHugetlbReq()) {
+        phys.folioHeadReq();
+        poisoned = phys.pageHwPoisonReq();
+      }
+      if (poisoned) {
+        out.err = KVM_PFN_ERR_HWPOISON;
+        return;
+      }
     }
     out.pfn = pfn;
     out.writable = (l.flags & HPTE_WRITE) !== 0;
@@ -348,7 +353,10 @@ export class Mm {
     if (!out.page) return;
     out.page = false;
     this.pagesHeld--;
-    if (dirty && !unused) this.phys.setPageDirty(out.pfn);
+    if (dirty && !unused) {
+      this.phys.reqPfn = out.pfn;
+      this.phys.setPageDirtyReq();
+    }
   }
 
   /**
@@ -550,24 +558,21 @@ export class Mm {
       const size = POW2[g.pmdShift]!;
       const base = Math.floor(hva / size) * size;
       if (base >= vma.start && base + size <= vma.end) {
+        const phys = this.phys;
         if (write) {
-          const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
-          if (pfn >= 0) {
+          if (phys.allocFolioReq(g.pmdShift - g.pageShift, false)) {
             this.stats.faultAllocs++;
-            if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, POW2[g.pmdShift - g.pageShift]!);
             pt.reqHva = base;
-            pt.reqPfn = pfn;
+            pt.reqPfn = phys.reqPfn;
+            if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(POW2[g.pmdShift - g.pageShift]!);
             pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
             return true;
           }
-        } else {
-          const z = this.phys.hugeZeroPfn();
-          if (z >= 0) {
-            pt.reqHva = base;
-            pt.reqPfn = z;
-            pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_ZERO);
-            return true;
-          }
+        } else if (phys.hugeZeroPfnReq()) {
+          pt.reqHva = base;
+          pt.reqPfn = phys.reqPfn;
+          pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_ZERO);
+          return true;
         }
         // Allocation failed: fall back to base pages, as the kernel does.
       }
@@ -582,14 +587,14 @@ export class Mm {
   }
 
   private installNewPage(vma: Vma, extra: number): boolean {
-    const pfn = this.phys.allocFolio(0, false);
-    if (pfn < 0) return false;
+    const phys = this.phys;
+    if (!phys.allocFolioReq(0, false)) return false;
     this.stats.faultAllocs++;
-    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 1);
     const pt = this.pt;
     const ps = this.granule.pageSize;
     pt.reqHva = Math.floor(this.at.hva / ps) * ps;
-    pt.reqPfn = pfn;
+    pt.reqPfn = phys.reqPfn;
+    if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(1);
     pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_OWNED | extra);
     return true;
   }
@@ -598,23 +603,25 @@ export class Mm {
   private populateHugetlb(vma: Vma, write: boolean): boolean {
     const g = this.granule;
     if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) this.stats.uffdEvents++;
-    const pfn = this.phys.allocFolio(vma.hugeShift - g.pageShift, true);
-    if (pfn < 0) return false;
+    const phys = this.phys;
+    if (!phys.allocFolioReq(vma.hugeShift - g.pageShift, true)) return false;
     this.stats.faultAllocs++;
-    if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, POW2[vma.hugeShift - g.pageShift]!);
+    this.at.pfn = phys.reqPfn;
+    if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(POW2[vma.hugeShift - g.pageShift]!);
     const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
     const shared = (vma.vmFlags & VM_SHARED) !== 0;
     const uffd = (vma.vmFlags & VM_UFFD_MISSING) !== 0;
     const flags = HPTE_PRESENT | HPTE_OWNED | (canWrite && (shared || write || uffd) ? HPTE_WRITE : 0);
-    this.setHugetlbEntries(vma.hugeShift, pfn, flags);
+    this.setHugetlbEntries(vma.hugeShift, flags);
     return true;
   }
 
   /**
-   * The entries of the hugetlb folio at `pfn` covering this.at.hva (one leaf, or the
+   * The entries of the hugetlb folio at this.at.pfn covering this.at.hva (one leaf, or the
    * contiguous run of a CONT size), with `flags`.
    */
-  private setHugetlbEntries(hugeShift: number, pfn: number, flags: number): void {
+  private setHugetlbEntries(hugeShift: number, flags: number): void {
+    const pfn = this.at.pfn;
     const g = this.granule;
     const pt = this.pt;
     const size = POW2[hugeShift]!;
@@ -652,17 +659,18 @@ export class Mm {
         n.range.start = base;
         n.range.end = base + size;
         n.invalidateRangeStartReq();
-        const pfn = this.phys.allocFolio(g.pmdShift - g.pageShift, false);
-        if (pfn >= 0) {
+        const phys = this.phys;
+        const ok = phys.allocFolioReq(g.pmdShift - g.pageShift, false);
+        if (ok) {
           this.stats.faultAllocs++;
           this.stats.cowBreaks++;
-          if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, pow2(g.pmdShift - g.pageShift));
           this.pt.reqHva = base;
-          this.pt.reqPfn = pfn;
+          this.pt.reqPfn = phys.reqPfn;
+          if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(POW2[g.pmdShift - g.pageShift]!);
           this.pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
         }
         n.invalidateRangeEnd();
-        if (pfn >= 0) return true;
+        if (ok) return true;
       }
       // do_huge_pmd_wp_page(): huge zero → __split_huge_pmd() into 4K zero PTEs, then a PTE fault.
       this.splitLeaf(HOST_LEVEL_PMD, base);
@@ -685,23 +693,27 @@ export class Mm {
       n.range.start = base;
       n.range.end = base + g.pageSize;
       n.invalidateRangeStartReq();
-      const pfn = this.phys.allocFolio(0, false);
-      if (pfn >= 0) {
+      const phys = this.phys;
+      const ok = phys.allocFolioReq(0, false);
+      if (ok) {
         this.stats.faultAllocs++;
         this.stats.cowBreaks++;
-        if (vma.memType === MT_NORMAL_TAGGED) this.phys.mteSyncTags(pfn, 1);
         this.pt.reqHva = base;
-        this.pt.reqPfn = pfn;
+        this.pt.reqPfn = phys.reqPfn;
+        if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(1);
         this.pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
       }
       n.invalidateRangeEnd();
-      return pfn >= 0;
+      return ok;
     }
     if ((lf & HPTE_SPECIAL) !== 0) return false; // shared raw pfn that the driver mapped read-only
     // Exclusively owned page (anon, hugetlb, shmem): reuse, make writable.
     if ((lf & HPTE_CONT) !== 0 && vma.backing === 'hugetlb') {
-      const head = this.phys.folioHead(l.pfn);
-      this.setHugetlbEntries(vma.hugeShift, head, (lf | HPTE_WRITE) & ~HPTE_CONT);
+      const phys = this.phys;
+      phys.reqPfn = l.pfn;
+      phys.folioHeadReq();
+      this.at.pfn = phys.reqPfn;
+      this.setHugetlbEntries(vma.hugeShift, (lf | HPTE_WRITE) & ~HPTE_CONT);
     } else {
       this.pt.reqHva = l.base;
       this.pt.updateFlagsReq(l.level, HPTE_WRITE, 0xffff);

@@ -20,7 +20,7 @@
  *
  * Read idiom: `(state & PS_X) !== 0`; order: `(state >> PS_ORDER_SHIFT) & PS_ORDER_MASK`.
  */
-import { alignDown, shl, shr, type HostGranule, pow2 } from './granule.js';
+import { POW2, shl, shr, type HostGranule, pow2 } from './granule.js';
 
 /** Page is part of an allocated folio (populated). */
 export const PS_ALLOCATED = 1 << 0;
@@ -101,9 +101,18 @@ export class PhysMem {
   private readonly ramEnd: Float64Array;
   // Bump pointer per RAM region (pfn), and free lists per order.
   private readonly bump: Float64Array;
-  private readonly freeLists: number[][] = [];
-  private zeroPfnValue = -1;
+  private readonly freeLists: PfnStack[] = [];
   private hugeZeroPfnValue = -1;
+  /**
+   * The pfn of the page-state operation being run. The fault path sets it and calls the
+   * `…Req` forms: RAM above 8 TiB (with 4K pages) has pfns past 2^31, and V8 boxes such a pfn
+   * into a new heap number at every call it does not inline, as an argument or a result. The
+   * pfn-taking methods are wrappers that set it. Some `…Req` forms move it (to the folio head,
+   * or to a new folio), as each says.
+   */
+  reqPfn = 0.5;
+  /** Returns the pfn of the shared zero page (ZERO_PAGE(0)), or -1 if there is no RAM. */
+  readonly zeroPfn: number = -1;
 
   /** system_supports_mte(): tag state is initialised by host mappings (see PhysMemOptions.mte). */
   readonly mte: boolean;
@@ -126,12 +135,11 @@ export class PhysMem {
     this.ramStart = new Float64Array(ram.map((r) => shr(r.base, granule.pageShift)));
     this.ramEnd = new Float64Array(ram.map((r) => shr(r.base + r.size, granule.pageShift)));
     this.bump = new Float64Array(this.ramStart);
-    for (let o = 0; o <= PS_ORDER_MASK; o++) this.freeLists.push([]);
+    for (let o = 0; o <= PS_ORDER_MASK; o++) this.freeLists.push(new PfnStack());
     // The shared zero page (empty_zero_page) lives in the kernel image, in RAM.
-    const z = this.allocFolio(0, false);
-    if (z >= 0) {
-      this.orState(z, PS_RESERVED | (this.mte ? PS_MTE_LOCK | PS_MTE_TAGGED : 0));
-      this.zeroPfnValue = z;
+    if (this.allocFolioReq(0, false)) {
+      this.orStateReq(PS_RESERVED | (this.mte ? PS_MTE_LOCK | PS_MTE_TAGGED : 0));
+      this.zeroPfn = this.reqPfn;
     }
   }
 
@@ -162,11 +170,6 @@ export class PhysMem {
     return false;
   }
 
-  /** Returns the pfn of the shared zero page (ZERO_PAGE(0)), or -1 if there is no RAM. */
-  get zeroPfn(): number {
-    return this.zeroPfnValue;
-  }
-
   /**
    * Models mm_get_huge_zero_folio(): the PMD-sized huge zero folio, allocated on
    * first use and never freed. Its MTE tag state is left uninitialised
@@ -174,19 +177,23 @@ export class PhysMem {
    * RAM is exhausted.
    */
   hugeZeroPfn(): number {
+    return this.hugeZeroPfnReq() ? this.reqPfn : -1;
+  }
+
+  /** hugeZeroPfn() into reqPfn. Returns false if RAM is exhausted. */
+  hugeZeroPfnReq(): boolean {
     if (this.hugeZeroPfnValue < 0) {
-      const p = this.allocFolio(this.granule.pmdShift - this.granule.pageShift, false);
-      if (p >= 0) {
-        this.orState(p, PS_RESERVED);
-        this.hugeZeroPfnValue = p;
-      }
+      if (!this.allocFolioReq(this.granule.pmdShift - this.granule.pageShift, false)) return false;
+      this.orStateReq(PS_RESERVED);
+      this.hugeZeroPfnValue = this.reqPfn;
     }
-    return this.hugeZeroPfnValue;
+    this.reqPfn = this.hugeZeroPfnValue;
+    return true;
   }
 
   /** Returns true if pfn is the zero page or inside the huge zero folio (is_zero_pfn / is_huge_zero_folio). */
   isZeroPfn(pfn: number): boolean {
-    if (pfn === this.zeroPfnValue) return true;
+    if (pfn === this.zeroPfn) return true;
     const h = this.hugeZeroPfnValue;
     return h >= 0 && pfn >= h && pfn < h + pow2(this.granule.pmdShift - this.granule.pageShift);
   }
@@ -202,15 +209,19 @@ export class PhysMem {
    * onto the free lists). Freed blocks are not coalesced.
    */
   allocFolio(order: number, hugetlb: boolean): number {
-    const pfn = this.takeBlock(order);
-    if (pfn < 0) return -1;
-    const n = pow2(order);
+    return this.allocFolioReq(order, hugetlb) ? this.reqPfn : -1;
+  }
+
+  /** allocFolio() with the head pfn left in reqPfn. Returns false when no RAM is left. */
+  allocFolioReq(order: number, hugetlb: boolean): boolean {
+    if (!this.takeBlockReq(order)) return false;
+    const n = POW2[order]!;
     const word = PS_ALLOCATED | (hugetlb ? PS_HUGETLB : 0) | (order << PS_ORDER_SHIFT);
-    this.fillState(pfn, n, word, PS_HWPOISON);
-    this.orState(pfn, PS_HEAD);
+    this.fillStateReq(n, word, PS_HWPOISON);
+    this.orStateReq(PS_HEAD);
     this.stats.allocatedPages += n;
     this.stats.zeroedPages += n;
-    return pfn;
+    return true;
   }
 
   /**
@@ -220,7 +231,8 @@ export class PhysMem {
    * Returns false (and records a warning) if pfn is not an allocated head.
    */
   freeFolio(pfn: number): boolean {
-    const s = this.state(pfn);
+    this.reqPfn = pfn;
+    const s = this.stateReq();
     if ((s & PS_ALLOCATED) === 0 || (s & PS_HEAD) === 0) {
       this.warnings.push(`freeFolio: pfn 0x${pfn.toString(16)} is not an allocated folio head`);
       return false;
@@ -228,7 +240,7 @@ export class PhysMem {
     if ((s & PS_RESERVED) !== 0) return false;
     const order = (s >> PS_ORDER_SHIFT) & PS_ORDER_MASK;
     const n = pow2(order);
-    this.fillState(pfn, n, 0, PS_HWPOISON);
+    this.fillStateReq(n, 0, PS_HWPOISON);
     this.stats.allocatedPages -= n;
     this.freeLists[order].push(pfn);
     return true;
@@ -236,8 +248,15 @@ export class PhysMem {
 
   /** Returns the raw 16-bit state word of a pfn (0 if never touched). */
   state(pfn: number): number {
-    const c = this.chunk(shr(pfn, CHUNK_BITS), false);
-    return c === undefined ? 0 : c[pfn & (CHUNK_PAGES - 1)];
+    this.reqPfn = pfn;
+    return this.stateReq();
+  }
+
+  /** state() of reqPfn. */
+  private stateReq(): number {
+    const pfn = this.reqPfn;
+    const c = this.chunk(Math.floor(pfn / CHUNK_PAGES), false);
+    return c === undefined ? 0 : c[pfn & (CHUNK_PAGES - 1)]!;
   }
 
   /** Returns true if the page is allocated (populated: part of a live folio). */
@@ -252,17 +271,37 @@ export class PhysMem {
 
   /** Models folio_pfn(page_folio(pfn)): the head pfn of the folio containing pfn. */
   folioHead(pfn: number): number {
-    return alignDown(pfn, pow2(this.folioOrder(pfn)));
+    this.reqPfn = pfn;
+    this.folioHeadReq();
+    return this.reqPfn;
+  }
+
+  /** folioHead(): moves reqPfn to the head of its folio. */
+  folioHeadReq(): void {
+    const n = POW2[(this.stateReq() >> PS_ORDER_SHIFT) & PS_ORDER_MASK]!;
+    this.reqPfn = Math.floor(this.reqPfn / n) * n;
   }
 
   /** Models folio_test_hugetlb(page_folio(pfn)). */
   folioTestHugetlb(pfn: number): boolean {
-    return (this.state(pfn) & PS_HUGETLB) !== 0;
+    this.reqPfn = pfn;
+    return this.folioTestHugetlbReq();
+  }
+
+  /** folioTestHugetlb() of reqPfn. */
+  folioTestHugetlbReq(): boolean {
+    return (this.stateReq() & PS_HUGETLB) !== 0;
   }
 
   /** Models PageHWPoison(): true if the page is marked hardware-poisoned. */
   pageHwPoison(pfn: number): boolean {
-    return (this.state(pfn) & PS_HWPOISON) !== 0;
+    this.reqPfn = pfn;
+    return this.pageHwPoisonReq();
+  }
+
+  /** pageHwPoison() of reqPfn. */
+  pageHwPoisonReq(): boolean {
+    return (this.stateReq() & PS_HWPOISON) !== 0;
   }
 
   /**
@@ -270,13 +309,20 @@ export class PhysMem {
    * page as hardware-poisoned. Poison survives freeing.
    */
   setHwPoison(pfn: number, poisoned: boolean): void {
-    if (poisoned) this.orState(pfn, PS_HWPOISON);
-    else this.andState(pfn, ~PS_HWPOISON);
+    this.reqPfn = pfn;
+    if (poisoned) this.orStateReq(PS_HWPOISON);
+    else this.andStateReq(~PS_HWPOISON);
   }
 
   /** Marks a page dirty (the effect of kvm_release_page_dirty / folio_mark_dirty). */
   setPageDirty(pfn: number): void {
-    this.orState(pfn, PS_DIRTY);
+    this.reqPfn = pfn;
+    this.setPageDirtyReq();
+  }
+
+  /** setPageDirty() of reqPfn. */
+  setPageDirtyReq(): void {
+    this.orStateReq(PS_DIRTY);
   }
 
   /**
@@ -289,15 +335,27 @@ export class PhysMem {
    * kernel's VM_WARN_ON_ONCE does.
    */
   tryPageMteTagging(pfn: number): boolean {
-    const s = this.state(pfn);
+    this.reqPfn = pfn;
+    return this.tryPageMteTaggingReq();
+  }
+
+  /** tryPageMteTagging() of reqPfn. */
+  tryPageMteTaggingReq(): boolean {
+    const s = this.stateReq();
     if ((s & PS_HUGETLB) !== 0) this.warnings.push('try_page_mte_tagging on a hugetlb page');
-    return this.tryLatch(pfn, s);
+    return this.tryLatchReq(s);
   }
 
   /** Models set_page_mte_tagged(): sets PG_mte_tagged (after the smp_wmb). */
   setPageMteTagged(pfn: number): void {
-    if ((this.state(pfn) & PS_HUGETLB) !== 0) this.warnings.push('set_page_mte_tagged on a hugetlb page');
-    this.orState(pfn, PS_MTE_TAGGED);
+    this.reqPfn = pfn;
+    this.setPageMteTaggedReq();
+  }
+
+  /** setPageMteTagged() of reqPfn. */
+  setPageMteTaggedReq(): void {
+    if ((this.stateReq() & PS_HUGETLB) !== 0) this.warnings.push('set_page_mte_tagged on a hugetlb page');
+    this.orStateReq(PS_MTE_TAGGED);
   }
 
   /** Models page_mte_tagged(): true once the page's tags are initialised. */
@@ -311,19 +369,31 @@ export class PhysMem {
    * tags and call folioSetHugetlbMteTagged(). Warns if the folio is not hugetlb.
    */
   folioTryHugetlbMteTagging(pfn: number): boolean {
-    const head = this.folioHead(pfn);
-    const s = this.state(head);
+    this.reqPfn = pfn;
+    return this.folioTryHugetlbMteTaggingReq();
+  }
+
+  /** folioTryHugetlbMteTagging() of reqPfn's folio (reqPfn moves to the head). */
+  folioTryHugetlbMteTaggingReq(): boolean {
+    this.folioHeadReq();
+    const s = this.stateReq();
     if ((s & PS_HUGETLB) === 0) this.warnings.push('folio_try_hugetlb_mte_tagging on a non-hugetlb folio');
-    return this.tryLatch(head, s);
+    return this.tryLatchReq(s);
   }
 
   /** Models folio_set_hugetlb_mte_tagged(): sets PG_mte_tagged on the folio head. */
   folioSetHugetlbMteTagged(pfn: number): void {
-    const head = this.folioHead(pfn);
-    if ((this.state(head) & PS_HUGETLB) === 0) {
+    this.reqPfn = pfn;
+    this.folioSetHugetlbMteTaggedReq();
+  }
+
+  /** folioSetHugetlbMteTagged() of reqPfn's folio (reqPfn moves to the head). */
+  folioSetHugetlbMteTaggedReq(): void {
+    this.folioHeadReq();
+    if ((this.stateReq() & PS_HUGETLB) === 0) {
       this.warnings.push('folio_set_hugetlb_mte_tagged on a non-hugetlb folio');
     }
-    this.orState(head, PS_MTE_TAGGED);
+    this.orStateReq(PS_MTE_TAGGED);
   }
 
   /** Models folio_test_hugetlb_mte_tagged(): PG_mte_tagged of the folio head. */
@@ -338,37 +408,53 @@ export class PhysMem {
    * unless the host has MTE.
    */
   mteSyncTags(pfn: number, nPages: number): void {
+    this.reqPfn = pfn;
+    this.mteSyncTagsReq(nPages);
+  }
+
+  /** mteSyncTags() of the nPages from reqPfn (which moves). */
+  mteSyncTagsReq(nPages: number): void {
     if (!this.mte) return;
-    if (this.folioTestHugetlb(pfn)) {
-      if (this.folioTryHugetlbMteTagging(pfn)) {
-        for (let i = 0; i < nPages; i++) this.mteClearPageTags(pfn + i);
-        this.folioSetHugetlbMteTagged(pfn);
+    const pfn = this.reqPfn;
+    if (this.folioTestHugetlbReq()) {
+      if (this.folioTryHugetlbMteTaggingReq()) {
+        for (let i = 0; i < nPages; i++) this.mteClearPageTagsReq();
+        this.reqPfn = pfn;
+        this.folioSetHugetlbMteTaggedReq();
       }
       return;
     }
     for (let i = 0; i < nPages; i++) {
-      if (this.tryPageMteTagging(pfn + i)) {
-        this.mteClearPageTags(pfn + i);
-        this.setPageMteTagged(pfn + i);
+      this.reqPfn = pfn + i;
+      if (this.tryPageMteTaggingReq()) {
+        this.mteClearPageTagsReq();
+        this.setPageMteTaggedReq();
       }
     }
   }
 
   /** Models mte_clear_page_tags(page_address(pfn)): counts one page of tags cleared. */
-  mteClearPageTags(_pfn: number): void {
+  mteClearPageTags(pfn: number): void {
+    this.reqPfn = pfn;
+    this.mteClearPageTagsReq();
+  }
+
+  /** mteClearPageTags() of reqPfn. */
+  mteClearPageTagsReq(): void {
     this.stats.mteTagClears++;
   }
 
   // ---- internals -------------------------------------------------------------
 
-  private tryLatch(pfn: number, s: number): boolean {
+  /** The try-tagging latch of reqPfn, whose state word is `s`. */
+  private tryLatchReq(s: number): boolean {
     if ((s & PS_MTE_LOCK) === 0) {
-      this.orState(pfn, PS_MTE_LOCK);
+      this.orStateReq(PS_MTE_LOCK);
       return true;
     }
     if ((s & PS_MTE_TAGGED) === 0) {
       this.warnings.push(
-        `MTE lock held without PG_mte_tagged on pfn 0x${pfn.toString(16)}: would spin forever`,
+        `MTE lock held without PG_mte_tagged on pfn 0x${this.reqPfn.toString(16)}: would spin forever`,
       );
     }
     return false;
@@ -387,22 +473,24 @@ export class PhysMem {
     return c;
   }
 
-  private orState(pfn: number, bits: number): void {
-    const c = this.chunk(shr(pfn, CHUNK_BITS), true) as Uint16Array;
+  private orStateReq(bits: number): void {
+    const pfn = this.reqPfn;
+    const c = this.chunk(Math.floor(pfn / CHUNK_PAGES), true) as Uint16Array;
     c[pfn & (CHUNK_PAGES - 1)] |= bits;
   }
 
-  private andState(pfn: number, mask: number): void {
-    const c = this.chunk(shr(pfn, CHUNK_BITS), false);
+  private andStateReq(mask: number): void {
+    const pfn = this.reqPfn;
+    const c = this.chunk(Math.floor(pfn / CHUNK_PAGES), false);
     if (c !== undefined) c[pfn & (CHUNK_PAGES - 1)] &= mask;
   }
 
-  /** Sets n words starting at pfn to `word`, preserving the `keep` bits. */
-  private fillState(pfn: number, n: number, word: number, keep: number): void {
-    let p = pfn;
-    const end = pfn + n;
+  /** Sets n words starting at reqPfn to `word`, preserving the `keep` bits. */
+  private fillStateReq(n: number, word: number, keep: number): void {
+    let p = this.reqPfn;
+    const end = p + n;
     while (p < end) {
-      const key = shr(p, CHUNK_BITS);
+      const key = Math.floor(p / CHUNK_PAGES);
       const off = p & (CHUNK_PAGES - 1);
       const len = Math.min(CHUNK_PAGES - off, end - p);
       const c = this.chunk(key, word !== 0);
@@ -414,29 +502,36 @@ export class PhysMem {
     }
   }
 
-  private takeBlock(order: number): number {
-    if (order > PS_ORDER_MASK) return -1;
+  /** Takes a free block of 2^order pages into reqPfn. Returns false when there is none. */
+  private takeBlockReq(order: number): boolean {
+    if (order > PS_ORDER_MASK) return false;
     const list = this.freeLists[order];
-    if (list.length > 0) return list.pop() as number;
+    if (list.length > 0) {
+      list.popInto(this);
+      return true;
+    }
     for (let k = order + 1; k <= PS_ORDER_MASK; k++) {
       const big = this.freeLists[k];
       if (big.length === 0) continue;
-      const pfn = big.pop() as number;
+      big.popInto(this);
+      const pfn = this.reqPfn;
       // Keep the first 2^order pages; return the rest as aligned buddies.
-      for (let j = k - 1; j >= order; j--) this.freeLists[j].push(pfn + pow2(j));
-      return pfn;
+      for (let j = k - 1; j >= order; j--) this.freeLists[j].push(pfn + POW2[j]!);
+      this.reqPfn = pfn;
+      return true;
     }
-    const n = pow2(order);
+    const n = POW2[order]!;
     for (let r = 0; r < this.bump.length; r++) {
       const cur = this.bump[r];
       const start = Math.ceil(cur / n) * n;
       if (start + n <= this.ramEnd[r]) {
         this.releaseGap(cur, start);
         this.bump[r] = start + n;
-        return start;
+        this.reqPfn = start;
+        return true;
       }
     }
-    return -1;
+    return false;
   }
 
   /** Puts the unaligned gap [from, to) onto the free lists as maximal aligned blocks. */
@@ -454,4 +549,29 @@ export class PhysMem {
 /** Returns the physical address of a pfn for a page shift (pfn << PAGE_SHIFT). */
 export function pfnToPhys(pfn: number, pageShift: number): number {
   return shl(pfn, pageShift);
+}
+
+/**
+ * A stack of free pfns in a Float64Array. A JavaScript array would do, except that popping a
+ * pfn past 2^31 from it can go through the builtin, which boxes the value it returns; here
+ * the top is written straight into the caller's field. Grows by doubling (on frees, not on the
+ * fault path in a steady state).
+ */
+class PfnStack {
+  private items = new Float64Array(16);
+  length = 0;
+
+  push(pfn: number): void {
+    if (this.length === this.items.length) {
+      const bigger = new Float64Array(this.items.length * 2);
+      bigger.set(this.items);
+      this.items = bigger;
+    }
+    this.items[this.length++] = pfn;
+  }
+
+  /** Pops the top pfn into `to.reqPfn` (the stack must not be empty): no double is returned. */
+  popInto(to: { reqPfn: number }): void {
+    to.reqPfn = this.items[--this.length]!;
+  }
 }
