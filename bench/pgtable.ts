@@ -38,6 +38,21 @@ function newState(granule: GranuleSize, n: number): PgState {
   return { pgt, mc: MemCache.unlimited(pgt.pool), events, perm: permutation(n, 0x5eed) };
 }
 
+/**
+ * Maps `n` leaves of `size` at BASE_IPA → BASE_PA, leaf k = order[i] (or i) at step i, through
+ * the request fields.
+ */
+function mapLeaves(s: PgState, n: number, size: number, prot: number, order: Int32Array | null): void {
+  const pgt = s.pgt;
+  for (let i = 0; i < n; i++) {
+    const k = order === null ? i : order[i]!;
+    pgt.reqAddr = BASE_IPA + k * size;
+    pgt.reqSize = size;
+    pgt.reqPhys = BASE_PA + k * size;
+    pgt.mapReq(prot, s.mc);
+  }
+}
+
 function label(g: GranuleSize): string {
   return g === 4096 ? '4K' : g === 16384 ? '16K' : '64K';
 }
@@ -61,15 +76,7 @@ export function pgtableCases(granule: GranuleSize): BenchCase<PgState>[] {
       name: `pgtable/${g}/map-pages-in-order-1G`,
       opsPerCall: pages,
       setup: () => newState(granule, pages),
-      run(s) {
-        const pgt = s.pgt;
-        for (let i = 0; i < pages; i++) {
-          pgt.reqAddr = BASE_IPA + i * granule;
-          pgt.reqSize = granule;
-          pgt.reqPhys = BASE_PA + i * granule;
-          pgt.mapReq(RW, s.mc);
-        }
-      },
+      run: (s) => mapLeaves(s, pages, granule, RW, null),
       reset: (s) => void s.pgt.unmap(BASE_IPA, GIB),
       tableBytesPerGiB: (s) => tableBytesPerGiB(s, GIB),
     },
@@ -77,17 +84,7 @@ export function pgtableCases(granule: GranuleSize): BenchCase<PgState>[] {
       name: `pgtable/${g}/map-pages-random-1G`,
       opsPerCall: pages,
       setup: () => newState(granule, pages),
-      run(s) {
-        const p = s.perm;
-        const pgt = s.pgt;
-        for (let i = 0; i < pages; i++) {
-          const k = p[i]!;
-          pgt.reqAddr = BASE_IPA + k * granule;
-          pgt.reqSize = granule;
-          pgt.reqPhys = BASE_PA + k * granule;
-          pgt.mapReq(RW, s.mc);
-        }
-      },
+      run: (s) => mapLeaves(s, pages, granule, RW, s.perm),
       reset: (s) => void s.pgt.unmap(BASE_IPA, GIB),
       tableBytesPerGiB: (s) => tableBytesPerGiB(s, GIB),
     },
@@ -95,15 +92,7 @@ export function pgtableCases(granule: GranuleSize): BenchCase<PgState>[] {
       name: `pgtable/${g}/map-${bl(blockSize)}-blocks-${bl(blockSpan)}`,
       opsPerCall: blocks,
       setup: () => newState(granule, blocks),
-      run(s) {
-        const pgt = s.pgt;
-        for (let i = 0; i < blocks; i++) {
-          pgt.reqAddr = BASE_IPA + i * blockSize;
-          pgt.reqSize = blockSize;
-          pgt.reqPhys = BASE_PA + i * blockSize;
-          pgt.mapReq(RWX, s.mc);
-        }
-      },
+      run: (s) => mapLeaves(s, blocks, blockSize, RWX, null),
       reset: (s) => void s.pgt.unmap(BASE_IPA, blockSpan),
       tableBytesPerGiB: (s) => tableBytesPerGiB(s, blockSpan),
     },
@@ -119,10 +108,7 @@ export function pgtableCases(granule: GranuleSize): BenchCase<PgState>[] {
           pgt.unmapReq();
         }
       },
-      reset(s) {
-        for (let i = 0; i < pages; i++)
-          s.pgt.map(BASE_IPA + i * granule, granule, BASE_PA + i * granule, RW, s.mc);
-      },
+      reset: (s) => mapLeaves(s, pages, granule, RW, null),
     },
     {
       name: `pgtable/${g}/split-${bl(bigBlock)}-blocks-${bl(splitSpan)}`,
