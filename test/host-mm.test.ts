@@ -685,6 +685,37 @@ describe('steady state', () => {
     expect(mm.phys.stats.allocatedPages).toBe(allocated);
     expect(mm.pagesHeld).toBe(0);
   });
+
+  it('a zapped pfnmap range refilled by its driver frees and rebuilds the same tables each time', () => {
+    const { mm, out } = setup();
+    const vma = mustVma(
+      mm.mmap({
+        name: 'bar',
+        start: 0x40_0000_0000,
+        size: 1 * G,
+        vmFlags: RW | VM_SHARED,
+        backing: 'pfnmap',
+        pa: DEV_BASE,
+      }),
+    );
+    const touch = (): void => {
+      for (let a = 0; a < 1 * G; a += 256 * M) mm.faultinPfn(0x40_0000_0000 + a + 4 * K, true, out);
+    };
+    touch();
+    const built = mm.pt.tables;
+    for (let round = 0; round < 3; round++) {
+      // The zap leaves one 1G marker: the tables under it are freed (not counted)...
+      mm.hostUnmap(vma, 0, 1 * G);
+      expect(mm.pt.tables).toBeLessThan(built);
+      expect(mm.hostLeafSize(0x40_0000_0000 + 4 * K)).toBe(0);
+      // ...and the driver's faults rebuild them: counted again, entries as before.
+      touch();
+      expect(mm.pt.tables).toBe(built);
+      expect(out.pfn).toBe(DEV_BASE / 4096 + (768 * M + 4 * K) / 4096);
+      expect(mm.hostLeafSize(0x40_0000_0000 + 4 * K)).toBe(4 * K);
+      expect(mm.hostLeafSize(0x40_0000_0000 + 8 * K)).toBe(0); // still zapped
+    }
+  });
 });
 
 describe('VMA generations', () => {
@@ -805,9 +836,8 @@ describe('large and partial unmaps', () => {
     expect(mm.hostLeafSize(0x2_0020_0000)).toBe(2 * M); // the other PMD is untouched
   });
 
-  it('mprotect and unmap of a 512 GiB pfnmap are cheap (sparse walk, PUD-sized markers)', () => {
+  it('mprotect and unmap of a 512 GiB pfnmap stay sparse (PUD-sized markers, a few tables)', () => {
     const { notifier, mm } = setup();
-    const t0 = Date.now();
     let vma = mustVma(
       mm.mmap({
         name: 'hbm',
@@ -828,6 +858,5 @@ describe('large and partial unmaps', () => {
     expect(mm.hostLeafSize(0x100_0000_0000 + 300 * G)).toBe(0);
     expect(mm.pt.tables).toBeLessThan(8);
     expect(notifier.seq).toBe(2);
-    expect(Date.now() - t0).toBeLessThan(1000);
   });
 });
