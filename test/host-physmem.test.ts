@@ -97,14 +97,12 @@ describe('folio allocator', () => {
   });
 
   it('scales to 1 TiB of RAM: construction is lazy and a 1 GiB folio at the top works', () => {
-    const t0 = Date.now();
     const p = new PhysMem(GRANULE_4K, [{ base: 0, size: 1 * T, type: 'ram' }]);
     expect(p.stats.allocatedPages).toBe(1); // the zero page only
     const pfns: number[] = [];
     for (let i = 0; i < 8; i++) pfns.push(p.allocFolio(18, true));
     expect(new Set(pfns).size).toBe(8);
     expect(p.state(2 ** 28 - 1)).toBe(0); // untouched top page
-    expect(Date.now() - t0).toBeLessThan(2000);
   });
 
   it('freeing clears the page state but keeps hardware poison', () => {
