@@ -91,8 +91,6 @@ export class PhysMem {
   /** Kernel warnings (VM_WARN_ON equivalents) hit so far; appended rarely, never on a hot path. */
   readonly warnings: string[] = [];
 
-  /** The pfn argument of pfnIsMapMemory(), passed on in a field (see pfnIsMapMemoryAt). */
-  private readonly at = { pfn: 0.5 };
   private readonly chunks = new Map<number, Uint16Array>();
   private lastChunkKey = -1;
   private lastChunk: Uint16Array | undefined = undefined;
@@ -148,8 +146,8 @@ export class PhysMem {
    * map (memblock memory not marked NOMAP). Binary search; allocates nothing.
    */
   pfnIsMapMemory(pfn: number): boolean {
-    this.at.pfn = pfn;
-    return this.pfnIsMapMemoryAt(this.at);
+    this.reqPfn = pfn;
+    return this.pfnIsMapMemoryReq();
   }
 
   /**
@@ -158,7 +156,13 @@ export class PhysMem {
    * call it does not inline.
    */
   pfnIsMapMemoryAt(at: { readonly pfn: number }): boolean {
-    const pfn = at.pfn;
+    this.reqPfn = at.pfn;
+    return this.pfnIsMapMemoryReq();
+  }
+
+  /** pfnIsMapMemory() of reqPfn. */
+  private pfnIsMapMemoryReq(): boolean {
+    const pfn = this.reqPfn;
     let lo = 0;
     let hi = this.ramStart.length - 1;
     while (lo <= hi) {
