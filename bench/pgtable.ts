@@ -1,8 +1,8 @@
 /**
  * Page-table benchmarks: the operations `replay` drives, called through the library API
  * (no parsing), with the replay's unlimited page cache and a counting event sink. The timed
- * loops use the request-field forms (`reqAddr`/`reqSize`/`reqPhys`, then `mapReq()` or
- * `unmapReq()`), as a hot caller such as the fault path does: `map(addr, size, phys, …)`
+ * loops use the operand-object forms (fill one reused `S2Op`, then `mapOp(op, …)` or
+ * `unmapOp(op)`), as a hot caller such as the fault path does: `map(addr, size, phys, …)`
  * takes its addresses as arguments, which V8 boxes wherever it does not inline the call.
  */
 
@@ -12,6 +12,7 @@ import {
   KVM_PGTABLE_PROT_W,
   KVM_PGTABLE_PROT_X,
   MemCache,
+  S2Op,
   Stage2PageTable,
 } from '../src/index.js';
 import type { GranuleSize } from '../src/index.js';
@@ -24,6 +25,8 @@ const RWX = RW | KVM_PGTABLE_PROT_X;
 
 interface PgState {
   pgt: Stage2PageTable;
+  /** The loops' operands (reused: see S2Op). */
+  op: S2Op;
   mc: MemCache;
   events: CountingEvents;
   perm: Int32Array;
@@ -35,21 +38,22 @@ const BASE_PA = 0x80_0000_0000;
 function newState(granule: GranuleSize, n: number): PgState {
   const events = new CountingEvents();
   const pgt = new Stage2PageTable({ granule, ipaBits: 40, fwb: true, events });
-  return { pgt, mc: MemCache.unlimited(pgt.pool), events, perm: permutation(n, 0x5eed) };
+  return { pgt, op: new S2Op(), mc: MemCache.unlimited(pgt.pool), events, perm: permutation(n, 0x5eed) };
 }
 
 /**
  * Maps `n` leaves of `size` at BASE_IPA → BASE_PA, leaf k = order[i] (or i) at step i, through
- * the request fields.
+ * the operand object.
  */
 function mapLeaves(s: PgState, n: number, size: number, prot: number, order: Int32Array | null): void {
   const pgt = s.pgt;
+  const op = s.op;
   for (let i = 0; i < n; i++) {
     const k = order === null ? i : order[i]!;
-    pgt.reqAddr = BASE_IPA + k * size;
-    pgt.reqSize = size;
-    pgt.reqPhys = BASE_PA + k * size;
-    pgt.mapReq(prot, s.mc);
+    op.addr = BASE_IPA + k * size;
+    op.size = size;
+    op.phys = BASE_PA + k * size;
+    pgt.mapOp(op, prot, s.mc);
   }
 }
 
@@ -102,10 +106,11 @@ export function pgtableCases(granule: GranuleSize): BenchCase<PgState>[] {
       setup: () => newState(granule, pages),
       run(s) {
         const pgt = s.pgt;
+        const op = s.op;
         for (let i = 0; i < pages; i++) {
-          pgt.reqAddr = BASE_IPA + i * granule;
-          pgt.reqSize = granule;
-          pgt.unmapReq();
+          op.addr = BASE_IPA + i * granule;
+          op.size = granule;
+          pgt.unmapOp(op);
         }
       },
       reset: (s) => mapLeaves(s, pages, granule, RW, null),

@@ -24,6 +24,7 @@ export {
   KVM_PGTABLE_WALK_SKIP_CMO,
 } from './pgtable/walker.js';
 export * from './pgtable/stage2.js';
+export { DOUBLE_FIELD, S2Op } from './pgtable/op.js';
 export {
   ACCESS_READ,
   ACCESS_WRITE,
@@ -73,8 +74,15 @@ export {
   LIVELOCK_FAULTS,
 } from './mmu/vcpu.js';
 export type { FaultRecord } from './mmu/vcpu.js';
-export { GuestStage1 } from './mmu/stage1.js';
-export type { Stage1Config, Stage1Mapping } from './mmu/stage1.js';
+export { GuestStage1, S1_FAULT_NAMES } from './mmu/stage1.js';
+export type { Stage1Config, Stage1Mapping, Stage1LeafAlias, Stage1TablePage } from './mmu/stage1.js';
+export { S1R_NONE, S1R_LEAF, S1R_FAULT } from './mmu/vcpu.js';
+export type { VcpuOptions } from './mmu/vcpu.js';
+export { PageContents } from './mmu/host/contents.js';
+export { memoryFailure, mmapFixed, munmapRange, uffdRegister, uffdSnapshot } from './mmu/host/events.js';
+export type { MemoryFailureResult } from './mmu/host/events.js';
+export type { UffdEvent } from './mmu/host/uffd.js';
+export { FaultRaces, RACE_NONE, RACE_INVALIDATE, RACE_ZAP_HOST_PTE, RACE_OTHER_VCPU } from './mmu/races.js';
 export {
   VM_READ,
   VM_WRITE,

@@ -126,13 +126,21 @@ describe('cost model: hand-computed totals', () => {
   });
 
   it('kunpeng-920: exec permission fault (I-cache by range, local TLBI), access-flag fault, dirty-log enable', () => {
-    const { lines, summary } = run('kunpeng-920', { backing: 'anon', prot: 'rwx' }, [
+    const steps = [
       W('0x4000_0000'),
       { access: 'exec', ipa: '0x4000_0000' },
       { age: { ipa: '0x4000_0000', size: '4K' } },
       { access: 'read', ipa: '0x4000_0000' },
       { dirtyLog: { slot: 0, op: 'enable' } },
-    ]);
+    ];
+    // Without FEAT_HAFDBS (VTCR_EL2.HA has no effect) the aged leaf takes an access-flag fault.
+    const { lines, summary } = run('kunpeng-920', { backing: 'anon', prot: 'rwx' }, steps, {
+      cpu: { profile: 'kunpeng-920', hafdbs: false },
+    });
+    // With it (the profile's default) the walk sets AF: one descriptor update, 2 × 12 ns.
+    const ha = run('kunpeng-920', { backing: 'anon', prot: 'rwx' }, steps);
+    expect(ha.lines[2]!.costNs).toBe(2 * 12);
+    expect(ha.summary.faults).toBe(summary.faults - 1);
     // exec: exit 350 + handler 175 + faultin 925 (a relax) + walk 2 × 3 × 12 + icache 4096 × 0.025 + TLBI nsh 115.
     expect(lines[1]!.costNs).toBe(Math.round(350 + 175 + 925 + 72 + 4096 * 0.025 + 115));
     // access flag: exit + handler + (1 fault + 1 mkyoung) × 3 × 12; no faultin.

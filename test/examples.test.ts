@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/app.js';
 import type { KernelName } from '../src/mmu/kernel.js';
-import { parseScenarioText } from '../src/scenario/parse.js';
+import { parseScenario, parseScenarioText } from '../src/scenario/parse.js';
 import { ScenarioRunner, accessJson } from '../src/scenario/run.js';
 import type { RunSummary } from '../src/scenario/run.js';
 
@@ -75,8 +75,8 @@ function run(name: string, kernel?: KernelName, keep?: (step: number, n: number)
   const summary = runner.run({
     memslotRefused: (slot, errno) => refused.push({ slot, errno }),
     dirtyLog: (step, slot, gfns) => dirty.push({ step, slot, gfns: [...gfns] }),
-    access: (step, r) => {
-      if (!keep || keep(step, n)) accesses.push(accessJson(step, r) as unknown as Access);
+    access: (step, r, extra) => {
+      if (!keep || keep(step, n)) accesses.push(accessJson(step, r, undefined, extra) as unknown as Access);
       n++;
     },
   });
@@ -458,18 +458,36 @@ describe('uffd-postcopy.json', () => {
 describe('page-aging.json', () => {
   const r = run('page-aging.json');
 
-  it('takes one access-flag fault per aged leaf, handled without user_mem_abort', () => {
+  it('on Grace (FEAT_HAFDBS, VTCR_EL2.HA) the walk sets AF on each aged leaf: no fault, nothing remapped', () => {
     const before = r.step(0);
     for (const s of [2, 4]) {
-      expect(r.one(s).faults).toEqual([
-        { fsc: 'access-flag', level: 2, s1ptw: false, handler: 'handle_access_fault', ret: 1 },
-      ]);
+      expect(r.one(s).faults).toEqual([]);
       expect(r.one(s).leaf!.desc).toBe(before.find((a) => a.leaf!.ipa === r.one(s).leaf!.ipa)!.leaf!.desc);
     }
     expect(r.one(3).faults).toEqual([]);
     expect(r.one(5).faults).toEqual([]); // outside the aged range
-    expect(r.summary).toMatchObject({ mkyoungs: 2, maps: 4 });
+    expect(r.summary).toMatchObject({ mkyoungs: 0, hwAfUpdates: 2, maps: 4 });
     noDiagnostics(r);
+  });
+
+  it('without HAFDBS each aged leaf takes one access-flag fault, handled without user_mem_abort', () => {
+    const json = JSON.parse(readFileSync(join(examplesDir, 'page-aging.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const scenario = parseScenario({ ...json, cpu: { profile: 'grace', hafdbs: false } });
+    const lines: Record<number, Access> = {};
+    const runner = new ScenarioRunner(scenario);
+    const summary = runner.run({
+      access: (step, a) => (lines[step] = accessJson(step, a) as unknown as Access),
+    });
+    for (const s of [2, 4]) {
+      expect(lines[s]!.faults).toEqual([
+        { fsc: 'access-flag', level: 2, s1ptw: false, handler: 'handle_access_fault', ret: 1 },
+      ]);
+    }
+    expect(lines[3]!.faults).toEqual([]);
+    expect(summary).toMatchObject({ mkyoungs: 2, hwAfUpdates: 0, maps: 4 });
   });
 });
 
@@ -517,16 +535,20 @@ describe('kernel-versions.json', () => {
     expect(r.one(2).leaf!.desc).toBe(desc(0x400000000000n, { level: 1, attr: DEV, w: true }));
     expect(r.one(3).outcome).toBe('iabt');
     expect(r.one(4).leaf!.desc).toBe(desc(0x400040000000n, { level: 1, attr: DEV }));
-    noDiagnostics(r);
+    // The host maps that memory cacheable: the audit names the rule 6.16 breaks.
+    expect(r.summary.diagnostics.length).toBeGreaterThan(0);
+    expect(r.summary.diagnostics.every((d) => d.startsWith('host-consistency: memtype'))).toBe(true);
   });
 
-  it('seed maps HBM cacheable but refuses the COW PFNMAP at fault time', () => {
-    const r = run('kernel-versions.json', 'seed');
-    expect(r.one(2).leaf!.desc).toBe(hbm);
-    expect(r.one(3)).toMatchObject({ outcome: 'done', faults: [] });
-    expect(r.one(4)).toMatchObject({ outcome: 'error', errno: 'EINVAL' });
-    expect(r.summary.diagnostics.some((d) => d.includes('mmap_lock'))).toBe(true);
-  });
+  for (const k of ['seed', 'v7'] as const) {
+    it(`${k} maps HBM cacheable but refuses the COW PFNMAP at fault time`, () => {
+      const r = run('kernel-versions.json', k);
+      expect(r.one(2).leaf!.desc).toBe(hbm);
+      expect(r.one(3)).toMatchObject({ outcome: 'done', faults: [] });
+      expect(r.one(4)).toMatchObject({ outcome: 'error', errno: 'EINVAL' });
+      expect(r.summary.diagnostics.some((d) => d.includes('mmap_lock'))).toBe(true);
+    });
+  }
 
   it('6.17 maps both cacheable and executable', () => {
     const r = run('kernel-versions.json');
@@ -546,8 +568,20 @@ describe('kernel-versions-no-fwb.json', () => {
     expect(r.one(2).leaf!.desc).toBe(desc(0x400000000000n, { level: 1, attr: DEV, w: true }));
   });
 
-  it('seed refuses the PFNMAP slots and even ordinary RAM faults (EINVAL)', () => {
+  it('the seed refuses the PFNMAP slots but faults RAM exactly as 6.16 does', () => {
     const r = run('kernel-versions-no-fwb.json', 'seed');
+    expect(r.refused).toEqual([
+      { slot: 1, errno: 'EINVAL' },
+      { slot: 2, errno: 'EINVAL' },
+    ]);
+    const old = run('kernel-versions-no-fwb.json', '6.16');
+    expect(r.one(0)).toEqual(old.one(0));
+    expect(r.one(0).dcacheBytes).toBe(2 * 1024 * 1024);
+    expect(r.one(2).outcome).toBe('mmio');
+  });
+
+  it('v7 refuses the PFNMAP slots and even ordinary RAM faults (EINVAL)', () => {
+    const r = run('kernel-versions-no-fwb.json', 'v7');
     expect(r.refused).toEqual([
       { slot: 1, errno: 'EINVAL' },
       { slot: 2, errno: 'EINVAL' },
@@ -601,6 +635,160 @@ function description(file: string): string {
   expect(description!.length).toBeGreaterThan(80);
   return description!;
 }
+
+describe('guest-page-tables.json', () => {
+  // Stage-1 descriptors (VMSAv8-64): a table is its address | 0b11; a page is OA | AF (0x400) |
+  // SH 0b11 (0x300) | AttrIndx << 2 | 0b11. Tables: L0 at 0x43000000, L1 +0x1000, L2 +0x2000,
+  // and the L3 table of VA 0x40_0000_0000 at 0x43003000 (scenario-format.md's layout).
+  const r = run('guest-page-tables.json');
+  const line = (n: number) => r.one(n) as unknown as Record<string, unknown>;
+
+  it('walks tables the VMM wrote: four S1PTW translation faults, and the AF update needs no permission fault', () => {
+    // The AT walks first: one stage-2 translation fault per table page, reads (S1PTW).
+    expect(r.one(0).faults.map((f) => [f.fsc, f.s1ptw])).toEqual([
+      ['translation', true],
+      ['translation', true],
+      ['translation', true],
+      ['translation', true],
+    ]);
+    // The load's AF update writes a table page stage 2 already maps writable: only the data fault.
+    expect(r.one(1).faults.map((f) => [f.fsc, f.s1ptw])).toEqual([['translation', false]]);
+    expect(line(1)['s1']).toEqual({
+      va: '0x4000000000',
+      desc: '0x0000000040100703',
+      level: 3,
+      tableIpa: '0x43003000',
+    });
+    expect(line(1)['value']).toBe('0x0123456789abcdef');
+    expect(line(1)['memType']).toBe('Normal-WB');
+  });
+
+  it('AT reports PAR_EL1 and leaves AF clear (cpu.atUpdatesAf false)', () => {
+    // F = 0: PA 0x40100000 | SH 0b11 << 7 | RES1 bit 11; ATTR 0xff (MAIR.Attr0).
+    expect(line(0)['par']).toBe('0xff00000040100980');
+    expect(line(0)['s1']).toMatchObject({ desc: '0x0000000040100303' });
+    // F = 1 after the guest cleared the PTE: level-3 translation fault, FST 0b000111.
+    expect(line(11)['par']).toBe('0x000000000000080f');
+  });
+
+  it('reads its own PTE through the alias and unmaps a page by storing zero there', () => {
+    expect(line(2)).toMatchObject({ ipa: '0x43003000', value: '0x0000000040100703' });
+    expect(line(9)).toMatchObject({ ipa: '0x43003008', outcome: 'done' });
+    expect(line(10)).toMatchObject({
+      outcome: 'dabt',
+      stage1Fault: true,
+      faults: [],
+      s1: { fault: 'translation', level: 3 },
+    });
+  });
+
+  it('round-trips values through write, cas and dc-zva', () => {
+    expect([4, 5, 7].map((n) => line(n)['value'])).toEqual([
+      '0x00000000feedface',
+      '0x0000000000000001',
+      '0x0000000000000000',
+    ]);
+  });
+
+  it('a Normal-NC stage-1 alias of RAM is Normal-WB under FWB', () => {
+    expect(line(8)).toMatchObject({ memType: 'Normal-WB', value: '0x0123456789abcdef' });
+  });
+
+  it('the init value dies with the host page', () => {
+    expect(line(13)).toMatchObject({ outcome: 'done', value: '0x0000000000000000' });
+    noDiagnostics(r);
+  });
+});
+
+describe('fault-races.json', () => {
+  // Grace (FWB, DIC), THP RAM: every write maps a 2M Normal-WB block, RWX (0x7d9 | PA).
+  const r = run('fault-races.json');
+  const faults = (n: number) => r.one(n).faults.map((f) => `${f.fsc} L${f.level} ${f.ret}`);
+
+  it('invalidate: mmu_invalidate_retry() sends the first fault back (ret 0), the replay maps', () => {
+    expect(faults(0)).toEqual(['translation L1 0', 'translation L1 0']);
+    expect(r.one(0).leaf).toEqual({
+      ipa: G1,
+      level: 2,
+      size: M2,
+      desc: desc(paOf(r.one(0).leaf!.desc), { level: 2, attr: WB_FWB, w: true, x: true }),
+    });
+  });
+
+  it('zap-host-pte: get_user_mapping_size() finds no leaf (-EAGAIN), the replay faults a new folio in', () => {
+    expect(faults(1)).toEqual(['translation L2 0', 'translation L2 0']);
+    expect(r.one(1).leaf!.size).toBe(M2);
+    // 2M folios, in 4K pages: one each for steps 0 and 2, two for step 1.
+    expect(r.summary.hostPagesZeroed).toBe(4 * 512);
+  });
+
+  it('other-vcpu: the map finds the same block present (-EAGAIN), the retried access completes', () => {
+    expect(faults(2)).toEqual(['translation L2 0']);
+    expect(r.one(3).faults).toEqual([]);
+    expect(r.one(3).leaf).toEqual(r.one(2).leaf);
+    // Only this vCPU's maps count: the replays of steps 0 and 1, and step 2's own.
+    expect(r.summary.maps).toBe(3);
+    noDiagnostics(r);
+  });
+});
+
+describe('vma-replaced.json', () => {
+  const r = run('vma-replaced.json');
+
+  it('a fault in the munmapped range finds no VMA: EFAULT; the rest of the slot still faults in', () => {
+    expect(r.one(3)).toMatchObject({ outcome: 'error', errno: 'EFAULT', leaf: null });
+    expect(r.one(3).faults.map((f) => f.ret)).toEqual([-14]);
+    expect(r.one(4).outcome).toBe('done');
+  });
+
+  it('the cacheable PFNMAP mapped over RAM is a 2M Normal-WB block of device memory', () => {
+    expect(r.one(1).leaf!.level).toBe(3);
+    expect(r.one(6).leaf).toEqual({
+      ipa: '0x40200000',
+      level: 2,
+      size: M2,
+      desc: desc(0x40_0000_0000n, { level: 2, attr: WB_FWB, w: true, x: true }),
+    });
+  });
+
+  it('the refilled hole maps the zero page on a read', () => {
+    expect(r.one(8).leaf!.desc).toBe(desc(paOf(r.one(8).leaf!.desc), { level: 3, attr: WB_FWB, x: true }));
+    expect(r.summary.errors).toEqual({ EFAULT: 1 });
+    noDiagnostics(r);
+  });
+});
+
+describe('postcopy-page-tables.json', () => {
+  const r = run('postcopy-page-tables.json');
+  const line = (n: number) => r.one(n) as unknown as Record<string, unknown>;
+
+  it('each missing table page is an S1PTW fault whose host fault is a read, answered from the registration', () => {
+    expect(r.one(2).faults.map((f) => [f.s1ptw, f.ret])).toEqual([
+      [true, 0],
+      [true, 0],
+      [true, 0],
+      [true, 0],
+      [false, 0],
+    ]);
+    // The L0..L3 table pages at offsets 0x300_0000.. of the VMA, then the data page.
+    expect(line(2)['uffdEvents']).toEqual([
+      { vma: 'ram', offset: '0x3000000', write: false },
+      { vma: 'ram', offset: '0x3001000', write: false },
+      { vma: 'ram', offset: '0x3002000', write: false },
+      { vma: 'ram', offset: '0x3003000', write: false },
+      { vma: 'ram', offset: '0x100000', write: false },
+    ]);
+    expect(line(2)['value']).toBe('0x0123456789abcdef');
+    expect(line(2)['s1']).toMatchObject({ level: 3, tableIpa: '0x43003000' });
+  });
+
+  it('once restored, the walk takes no fault and raises no event', () => {
+    expect(r.one(3).faults).toEqual([]);
+    expect(line(3)['uffdEvents']).toEqual([]);
+    expect(r.summary.uffdEvents).toBe(5);
+    noDiagnostics(r);
+  });
+});
 
 describe('every example runs through the CLI', () => {
   it('covers every example with its own assertions above', () => {

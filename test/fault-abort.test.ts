@@ -9,7 +9,7 @@ import { INJECTED_SERROR } from '../src/mmu/exits.js';
 import { userMemAbort } from '../src/mmu/fault.js';
 import { hex64 } from '../src/pgtable/descriptor.js';
 import { LeafResult } from '../src/pgtable/stage2.js';
-import { accesses, faults, leaf, more, run, scenario } from './helpers/scenarios.js';
+import { CPU_FWB_DIC, accesses, faults, leaf, more, run, scenario } from './helpers/scenarios.js';
 
 /** A page IPA with no memslot (MMIO) in the default scenario. */
 const HOLE = 0x5000_0000;
@@ -187,8 +187,10 @@ describe('step 3: translation faults beyond the IPA space', () => {
 
 describe('step 10: access-flag faults', () => {
   it('after aging, the access takes an access-flag fault, handled by mkyoung (ret 1), AF set again', () => {
+    // A CPU without FEAT_HAFDBS: VTCR_EL2.HA is RES0, so the MMU does not set AF itself.
     const r = run(
       scenario({
+        cpu: { ...CPU_FWB_DIC, hafdbs: false },
         steps: [
           ...accesses(['write', 0x4000_1000]),
           { age: { ipa: 0x4000_0000, size: '2M' } },
@@ -209,6 +211,21 @@ describe('step 10: access-flag faults', () => {
     const l = new LeafResult();
     expect(r2.runner.kvm.pgt.getLeaf(0x4000_1000, l)).toBe(0);
     expect(hex64(l.lo, l.hi)).toBe('0x00000000800013db');
+  });
+
+  it('with FEAT_HAFDBS (kvm_get_vtcr() sets VTCR_EL2.HA) the walk sets AF: no fault, no mkyoung', () => {
+    const r = run(
+      scenario({
+        steps: [
+          ...accesses(['write', 0x4000_1000]),
+          { age: { ipa: 0x4000_0000, size: '2M' } },
+          ...accesses(['write', 0x4000_1000]),
+        ],
+      }),
+    );
+    expect(faults(r.lines[1]!)).toEqual([]);
+    expect(r.lines[1]!.leaf!.desc).toBe('0x00000000800017db');
+    expect(r.summary.mkyoungs).toBe(0);
   });
 });
 

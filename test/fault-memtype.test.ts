@@ -56,8 +56,10 @@ describe('S10 row 1: PFNMAP outside the linear map, cacheable VMA, FWB+DIC', () 
   const want: Record<string, string> = {
     // 6.16 knows no cacheable PFNMAP: any pfn outside the linear map is Device (RW, XN).
     '6.16': BLOCK + '0x00400040000007c5',
-    // seed and 6.17: Normal-WB (FWB 6), X because of DIC, W from the shared writable host entry.
+    // seed (cacheable_pfnmap), v7 and 6.17: Normal-WB (FWB 6), X because of DIC, W from the
+    // shared writable host entry.
     seed: BLOCK + '0x00000040000007d9',
+    v7: BLOCK + '0x00000040000007d9',
     '6.17': BLOCK + '0x00000040000007d9',
   };
   for (const k of KERNELS) {
@@ -75,8 +77,10 @@ describe('S10 row 1: PFNMAP outside the linear map, cacheable VMA, FWB+DIC', () 
   });
 });
 
-describe('S10 row 2: cacheable MIXEDMAP outside the linear map without FWB+DIC', () => {
-  const mixed = dev({ backing: 'mixedmap' });
+describe('S10 row 2: cacheable MIXEDMAP (VM_IO) outside the linear map without FWB+DIC', () => {
+  // VM_IO makes hva_to_pfn() fall back to hva_to_pfn_remapped(); without it GUP refuses the
+  // special entries vmf_insert_mixed() installs (see the next block).
+  const mixed = dev({ backing: 'mixedmap', flags: ['shared', 'io'] });
   it('6.17: -EFAULT decided before mmu_lock; nothing mapped', () => {
     const r = check('6.17', CPU_BARE, mixed, 'read', {
       outcome: 'error',
@@ -87,13 +91,24 @@ describe('S10 row 2: cacheable MIXEDMAP outside the linear map without FWB+DIC',
     expect(r.summary.maps).toBe(0);
     expect(r.summary.errors).toEqual({ EFAULT: 1 });
   });
-  it('seed: -EINVAL (the late check under mmu_lock)', () => {
-    check('seed', CPU_BARE, mixed, 'read', {
+  it('v7: -EINVAL (the late check under mmu_lock)', () => {
+    check('v7', CPU_BARE, mixed, 'read', {
       outcome: 'error',
       errno: 'EINVAL',
       faults: ['translation L1 user_mem_abort -22'],
       leaf: null,
     });
+  });
+  it('seed: -EINVAL from the mismatched-mapping check (MIXEDMAP never sets cacheable_pfnmap), FWB or not', () => {
+    for (const cpu of [CPU_BARE, CPU_FWB_DIC]) {
+      const r = check('seed', cpu, mixed, 'read', {
+        outcome: 'error',
+        errno: 'EINVAL',
+        faults: ['translation L1 user_mem_abort -22'],
+        leaf: null,
+      });
+      expect(r.summary.diagnostics).toEqual([]);
+    }
   });
   it('6.16: mapped as Device (page-sized host entries → L3 page)', () => {
     check('6.16', CPU_BARE, mixed, 'read', {
@@ -109,6 +124,25 @@ describe('S10 row 2: cacheable MIXEDMAP outside the linear map without FWB+DIC',
       leaf: PAGE + '0x00000040000017db',
     });
   });
+});
+
+describe('VM_MIXEDMAP without VM_IO: hva_to_pfn() has no fallback (virt/kvm/kvm_main.c)', () => {
+  // On arm64 (pte_special) vmf_insert_mixed() installs special entries: GUP's
+  // follow_page_pte() refuses them, and hva_to_pfn() tries hva_to_pfn_remapped() only for
+  // VM_IO | VM_PFNMAP, so the pfn is KVM_PFN_ERR_FAULT and user_mem_abort() returns -EFAULT.
+  for (const k of KERNELS) {
+    for (const pa of ['0x40_0000_0000', '0x9000_0000']) {
+      it(`${k}: over ${pa === '0x9000_0000' ? 'RAM' : 'device memory'}: -EFAULT, nothing mapped`, () => {
+        const r = check(k, CPU_FWB_DIC, dev({ backing: 'mixedmap', pa }), 'read', {
+          outcome: 'error',
+          errno: 'EFAULT',
+          faults: ['translation L1 user_mem_abort -14'],
+          leaf: null,
+        });
+        expect(r.summary.maps).toBe(0);
+      });
+    }
+  }
 });
 
 describe('S10 row 3 and L4: non-cacheable VMA → s2_force_noncacheable', () => {
@@ -140,7 +174,7 @@ describe('S10 row 3 and L4: non-cacheable VMA → s2_force_noncacheable', () => 
   it('a read of a non-cacheable mapping keeps W from the host even while dirty logging (MIXEDMAP slot)', () => {
     const r = run(
       oneVma(
-        dev({ backing: 'mixedmap', memType: 'device-nGnRE' }),
+        dev({ backing: 'mixedmap', memType: 'device-nGnRE', flags: ['shared', 'io'] }),
         GPA,
         { steps: accesses(['read', GPA + 0x1000]) },
         { flags: ['log-dirty'] },

@@ -79,7 +79,9 @@ describe('L3: sanitise_mte_tags on first mapping', () => {
       pa: '0x40_0000_0000',
       prot: 'rw',
       memType: 'device-nGnRE',
-      flags: ['shared', 'mte-allowed'],
+      // VM_IO: hva_to_pfn() reaches a MIXEDMAP's special entries only through
+      // hva_to_pfn_remapped().
+      flags: ['shared', 'mte-allowed', 'io'],
     };
     const r = run(oneVma(mixed, GPA, { ...MTE_VM, steps: accesses(['write', GPA + 0x1000]) }));
     expect(leaf(r.lines[0]!)).toBe('L3 0x8000001000 0x1000 0x00400040000017c7');
@@ -153,12 +155,12 @@ describe('L3: -EFAULT for a VMA without VM_MTE_ALLOWED', () => {
   });
 });
 
-describe('seed: the late -EINVAL comes after MTE sanitisation', () => {
-  it('seed without FWB+DIC: tags cleared, then -EINVAL; 6.17 maps ordinary RAM', () => {
+describe('v7: the late -EINVAL comes after MTE sanitisation', () => {
+  it('v7 without FWB+DIC: tags cleared, then -EINVAL; 6.17 maps ordinary RAM', () => {
     const cpu = { ...CPU_BARE, mte: true };
     const seed = run(
       scenario({
-        kernel: 'seed',
+        kernel: 'v7',
         cpu,
         vm: { ipaBits: 40, mte: true },
         steps: accesses(['write', 0x4000_1000]),

@@ -8,6 +8,7 @@ import {
   FAULTIN_OK,
   KVM_PFN_ERR_FAULT,
   KVM_PFN_ERR_HWPOISON,
+  KVM_PFN_ERR_RO_FAULT,
   type MmOptions,
 } from '../src/mmu/host/mm.js';
 import {
@@ -388,17 +389,25 @@ describe('pfnmap and mixedmap', () => {
     expect(out.writable).toBe(false);
   });
 
-  it('a write to a private (CoW) pfnmap copies the page into RAM through the notifier', () => {
-    const { phys, calls, mm, out } = setup();
+  it('a write to a private (CoW) pfnmap is KVM_PFN_ERR_RO_FAULT: COW is not broken (hva_to_pfn_remapped)', () => {
+    // follow_pfnmap_start() finds the driver's read-only entry, so fixup_user_fault() is not
+    // called; a write fault on a read-only entry gives KVM_PFN_ERR_RO_FAULT.
+    const { calls, mm, out } = setup();
     const v = mustVma(
       mm.mmap({ name: 'priv', start: HVA, size: 4 * M, vmFlags: RW, backing: 'pfnmap', pa: DEV_BASE }),
     );
     expect(isCowMapping(v.vmFlags)).toBe(true);
     mm.faultinPfn(HVA + 4 * K, true, out);
+    expect(out.err).toBe(KVM_PFN_ERR_RO_FAULT);
+    expect(out.pfn).toBe(-1);
+    expect(calls).toEqual([]);
+    expect(mm.stats.cowBreaks).toBe(0);
+    // A read gets the device pfn, read-only, with no page reference.
+    mm.faultinPfn(HVA + 4 * K, false, out);
     expect(out.err).toBe(FAULTIN_OK);
-    expect(phys.pfnIsMapMemory(out.pfn)).toBe(true);
-    expect(out.writable).toBe(true);
-    expect(calls).toEqual([[HVA + 4 * K, HVA + 8 * K]]);
+    expect(out.pfn).toBe(DEV_BASE / 4096 + 1);
+    expect(out.writable).toBe(false);
+    expect(out.page).toBe(false);
   });
 
   it('hostMapping pmd/pud gives huge host leaves only where hva and pa are congruent and inside the VMA', () => {
@@ -464,7 +473,10 @@ describe('pfnmap and mixedmap', () => {
     expect(mm.hostLeafSize(HVA + 3 * M)).toBe(0);
   });
 
-  it('mixedmap: a refcounted page over RAM, none over nomap memory', () => {
+  it('mixedmap: GUP refuses its special entries; with VM_IO the remapped path returns the pfn, no page', () => {
+    // On arm64 (pte_special) vmf_insert_mixed() installs special entries for RAM and device
+    // pfns alike: follow_page_pte() refuses them, and hva_to_pfn() falls back to
+    // hva_to_pfn_remapped() only for VM_IO | VM_PFNMAP.
     const { mm, out } = setup();
     mustVma(
       mm.mmap({
@@ -481,15 +493,18 @@ describe('pfnmap and mixedmap', () => {
         name: 'm2',
         start: HVA + 1 * M,
         size: 1 * M,
-        vmFlags: RW | VM_SHARED,
+        vmFlags: RW | VM_SHARED | VM_IO,
         backing: 'mixedmap',
-        pa: DEV_BASE,
+        pa: RAM_BASE + 1 * G,
       }),
     );
     mm.faultinPfn(HVA, false, out);
-    expect(out.page).toBe(true);
-    mm.releaseFaultinPage(out, true, false);
-    mm.faultinPfn(HVA + 1 * M, false, out);
+    expect(out.err).toBe(KVM_PFN_ERR_FAULT);
+    expect(out.page).toBe(false);
+    mm.faultinPfn(HVA + 1 * M, true, out);
+    expect(out.err).toBe(FAULTIN_OK);
+    expect(out.pfn).toBe((RAM_BASE + 1 * G) / 4096);
+    expect(out.writable).toBe(true);
     expect(out.page).toBe(false);
     expect(mm.pagesHeld).toBe(0);
   });

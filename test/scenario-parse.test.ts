@@ -221,7 +221,7 @@ describe('a complete valid scenario', () => {
         prot: 'r',
         memType: 'normal-tagged',
         flags: { ...flags, maywrite: true, mteAllowed: 'implied' },
-        userfaultfd: 'missing',
+        userfaultfd: { mode: 'missing', resolve: 'page', copyFrom: 'registration' },
       },
       {
         name: 'huge',
@@ -483,7 +483,7 @@ describe('rejections name the key path', () => {
     expectIssue(
       withValue(['memslots', 0, 'colour'], 'red'),
       'memslots[0].colour',
-      'unknown key; expected one of "slot", "gpa", "size", "vma", "offset", "flags"',
+      'unknown key; expected one of "slot", "gpa", "size", "vma", "offset", "flags", "hva"',
     );
   });
 
@@ -513,7 +513,7 @@ describe('rejections name the key path', () => {
       'vmas[2].backing',
       'expected one of "anon", "thp", "hugetlb", "shmem", "pfnmap", "mixedmap"',
     );
-    expectIssue(withValue(['kernel'], 6.17), 'kernel', 'expected one of "6.16", "seed", "6.17"');
+    expectIssue(withValue(['kernel'], 6.17), 'kernel', 'expected one of "6.16", "seed", "v7", "6.17"');
     expectIssue(withValue(['paBits'], 47), 'paBits', 'expected one of 32, 36, 40, 42, 44, 48, 52');
     expectIssue(
       withValue(['cpu'], { profile: 'm1' }),
@@ -667,7 +667,7 @@ describe('rejections name the key path', () => {
     expectIssue(
       withValue(['vm'], { ipaBits: 52 }),
       'vm.ipaBits',
-      "expected an integer from 32 to 48 (KVM_CREATE_VM accepts 32 bits up to the host's paBits)",
+      "expected an integer from 32 to 48 (KVM_CREATE_VM accepts 32 bits up to the host's IPA limit, 48 bits (kvm_set_ipa_limit(): paBits, capped at 48 with a 4K or 16K granule unless cpu.lpa2))",
     );
     const s = withValue(['paBits'], 36);
     (s.physical as unknown[]).pop();
@@ -876,7 +876,7 @@ describe('rejections name the key path', () => {
     }
     expect(error).toBeInstanceOf(ScenarioError);
     expect((error as Error).message.split('\n')).toEqual([
-      'kernel: expected one of "6.16", "seed", "6.17"',
+      'kernel: expected one of "6.16", "seed", "v7", "6.17"',
       'granule: expected one of "4K", "16K", "64K"',
       'vmas[2].backing: expected one of "anon", "thp", "hugetlb", "shmem", "pfnmap", "mixedmap"',
     ]);

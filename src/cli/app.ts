@@ -3,7 +3,9 @@
  * src/scenario, src/replay) takes text and returns results.
  *
  * Exit status: 0 on success, 2 for bad input (a usage error, a bad replay line, a rejected
- * scenario), 1 for an internal failure. Bad input never prints a stack trace.
+ * scenario), 1 for an internal failure (one line naming the version; the stack only with
+ * --debug). Bad input never prints a stack trace. A reader that closes standard output early
+ * (`| head -1`) ends the process quietly with status 0, as Unix tools do.
  */
 
 import { parseArgs } from 'node:util';
@@ -11,26 +13,45 @@ import { ReplayError, parseReplay, runReplay } from '../replay/replay.js';
 import pc from 'picocolors';
 import { CliInputError, readInput } from './errors.js';
 import { runCommand } from './run.js';
+import { s2emuVersion } from './version.js';
 
 const USAGE = `Usage: s2emu <command> [options]
 
 Commands:
-  replay FILE|-                  run a replay script (replay-format.md) and print its output
-  run FILE [--json] [--kernel V] run a scenario (scenario-format.md) and print a report
+  replay FILE|-                  run a replay script and print its output
+  run FILE [--json] [--kernel V] run a scenario and print a report
   help                           this text
 
 Options:
-  --json         (run) print the JSON lines of scenario-format.md instead of a report
-  --kernel V     (run) model kernel "6.17" (default), "6.16" or "seed"
+  --json         (run) print one JSON line per access, then a summary (docs/scenario.md)
+  --kernel V     (run) model kernel "6.17" (default), "6.16", "seed" or "v7"
+  --no-audit     (run) skip the host-consistency audit after each step (docs/scenario.md)
   --no-color     plain output
+  --debug        print the stack of an internal error
+  -V, --version  print s2emu's version
+  -h, --help     this text
+
+The scenario format is described in docs/scenario.md, the replay format in docs/replay.md.
 `;
 
-function replayCommand(args: string[]): number {
-  if (args.length !== 1) throw new CliInputError('replay: expected one FILE (or - for standard input)');
+function replayCommand(args: string[], opts: { json?: boolean; kernel?: string }): number {
+  if (opts.kernel !== undefined) throw new CliInputError('replay: --kernel applies to run only');
+  if (opts.json !== undefined) throw new CliInputError('replay: --json applies to run only');
+  if (args.length === 0) throw new CliInputError('replay: expected one FILE (or - for standard input)');
+  if (args.length > 1)
+    throw new CliInputError(`replay ${args[0]} ${args[1]}: unexpected argument "${args[1]}"`);
   const file = args[0]!;
   const text = readInput(file);
-  // Parse everything first: a bad line is reported before any output.
-  const ops = parseReplay(text);
+  // Parse everything first: a bad line is reported before any output, in the editor's
+  // FILE:LINE: format.
+  let ops: ReturnType<typeof parseReplay>;
+  try {
+    ops = parseReplay(text);
+  } catch (e) {
+    if (e instanceof ReplayError)
+      throw new CliInputError(`${file === '-' ? '<stdin>' : file}:${e.line}: ${e.detail}`);
+    throw e;
+  }
   const buf: string[] = [];
   const flushEvery = 4096;
   const write = (l: string): void => {
@@ -55,22 +76,30 @@ export function main(argv: string[]): number {
       json: { type: 'boolean' },
       kernel: { type: 'string' },
       'no-color': { type: 'boolean' },
+      'no-audit': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
+      debug: { type: 'boolean' },
     },
   });
   const [cmd, ...rest] = positionals;
+  if (values.version) {
+    process.stdout.write(`s2emu ${s2emuVersion()}\n`);
+    return 0;
+  }
   if (values.help || cmd === undefined || cmd === 'help') {
     process.stdout.write(USAGE);
     return cmd === undefined && !values.help ? 2 : 0;
   }
   switch (cmd) {
     case 'replay':
-      return replayCommand(rest);
+      return replayCommand(rest, values);
     case 'run':
       return runCommand(rest, {
         json: values.json ?? false,
         kernel: values.kernel,
         color: !(values['no-color'] ?? false) && pc.isColorSupported,
+        audit: !(values['no-audit'] ?? false),
       });
     default:
       throw new CliInputError(`unknown command '${cmd}' (expected replay, run or help)`);
@@ -85,19 +114,46 @@ function isInputError(e: unknown): e is Error {
   return code.startsWith('ERR_PARSE_ARGS') || e.name === 'ScenarioError';
 }
 
+/**
+ * A closed standard output (EPIPE: the reader, e.g. `head -1`, has exited) ends the process
+ * quietly with status 0; any other output error is reported as an internal error.
+ */
+function onStdoutError(e: NodeJS.ErrnoException): void {
+  if (e.code === 'EPIPE') process.exit(0);
+  process.stderr.write(`s2emu: internal error (s2emu ${s2emuVersion()}): standard output: ${e.message}\n`);
+  process.exit(1);
+}
+
 /** Entry point: maps errors to messages and exit statuses. */
 export function cli(argv: string[]): void {
+  process.stdout.on('error', onStdoutError);
+  const debug = argv.includes('--debug');
   try {
     process.exitCode = main(argv);
   } catch (e) {
-    if (isInputError(e)) {
-      process.stderr.write(`s2emu: ${e.message}\n`);
+    if ((e as NodeJS.ErrnoException | undefined)?.code === 'EPIPE') {
+      process.exitCode = 0;
+    } else if (isInputError(e)) {
+      process.stderr.write(`s2emu: ${printable(e.message)}\n`);
       process.exitCode = 2;
     } else {
-      process.stderr.write(
-        `s2emu: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
-      );
+      const msg = e instanceof Error ? e.message : String(e);
+      process.stderr.write(`s2emu: internal error (s2emu ${s2emuVersion()}): ${printable(msg)}\n`);
+      if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+      else process.stderr.write('s2emu: run again with --debug for the stack\n');
       process.exitCode = 1;
     }
   }
+}
+
+/**
+ * A message made safe for a terminal: control characters (escape sequences from a garbage
+ * input file, for one) become \xNN escapes, so bad bytes are never echoed raw.
+ */
+export function printable(s: string): string {
+  return s.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }

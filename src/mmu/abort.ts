@@ -5,6 +5,7 @@
  */
 
 import { EFAULT, ENOEXEC, ENOSYS } from '../pgtable/descriptor.js';
+import { S2Op } from '../pgtable/op.js';
 import {
   esrFscIsAccessFlagFault,
   esrFscIsPermissionFault,
@@ -45,6 +46,9 @@ function ioMemAbort(vcpu: Vcpu): number {
   return 0;
 }
 
+/** handleAccessFault()'s operands for the page table (reused: see S2Op). */
+const mkyoungOp = new S2Op();
+
 /**
  * handle_access_fault(): sets AF on the leaf (kvm_pgtable_stage2_mkyoung) under the
  * mmu_lock read side. Allocates nothing.
@@ -53,8 +57,8 @@ function handleAccessFault(vcpu: Vcpu): void {
   const kvm = vcpu.kvm;
   kvm.locks.mmuReadLock();
   kvm.stats.mkyoungs++;
-  kvm.pgt.reqAddr = vcpu.faultIpa;
-  kvm.pgt.mkyoungReq(FAULT_WALK_FLAGS);
+  mkyoungOp.addr = vcpu.faultIpa;
+  kvm.pgt.mkyoungOp(mkyoungOp, FAULT_WALK_FLAGS);
   kvm.locks.mmuReadUnlock();
 }
 

@@ -14,7 +14,9 @@
  *            decode and memslot lookup; user_mem_abort()'s mmap lock, VMA lookup,
  *            __kvm_faultin_pfn() (GUP), mmu_lock, retry check and page release
  *   walk     (faults + maps + relaxes + mkyoungs) × levels × walkLevelNs: the hardware walk
- *            that faulted, and KVM's software walk for each map, relax or mkyoung
+ *            that faulted, and KVM's software walk for each map, relax or mkyoung; plus
+ *            hwAfUpdates × 2 × walkLevelNs: the MMU's atomic update of an aged leaf's AF
+ *            (VTCR_EL2.HA), a read-modify-write of one descriptor instead of a fault
  *   alloc    tablePagesAllocated × (tablePageNs + zeroing one granule)
  *   zero     hostPagesZeroed × granule KiB × zeroNsPerKiB (new anon/THP/hugetlb folios)
  *   dcache   dcacheBytes × dcacheNsPerByte (clean+invalidate to PoC; zero bytes with FWB)
@@ -167,7 +169,9 @@ export function modelledCost(
   const pageKiB = shape.pageSize / 1024;
   out.exit = stats.faults * p.exitNs;
   out.handler = stats.faults * p.handlerNs + (stats.maps + stats.relaxes) * p.faultinNs;
-  out.walk = (stats.faults + stats.maps + stats.relaxes + stats.mkyoungs) * shape.levels * p.walkLevelNs;
+  out.walk =
+    (stats.faults + stats.maps + stats.relaxes + stats.mkyoungs) * shape.levels * p.walkLevelNs +
+    stats.hwAfUpdates * 2 * p.walkLevelNs;
   out.alloc = stats.tablePagesAllocated * (p.tablePageNs + pageKiB * p.zeroNsPerKiB);
   out.zero = stats.hostPagesZeroed * pageKiB * p.zeroNsPerKiB;
   out.dcache = stats.dcacheBytes * p.dcacheNsPerByte;

@@ -30,6 +30,8 @@ import type { CostParams } from './cost.js';
  * - `tlbiRange`: FEAT_TLBIRANGE (cpucap ARM64_HAS_TLB_RANGE), range TLBI by IPA.
  * - `hafdbs`: FEAT_HAFDBS hardware access flag / dirty state (ID_AA64MMFR1_EL1.HAFDBS).
  * - `lse`: FEAT_LSE atomics (cpucap ARM64_HAS_LSE_ATOMICS).
+ * - `lpa2`: FEAT_LPA2 in use by the host (kvm_lpa2_is_enabled() = system_supports_lpa2()):
+ *   52-bit IPAs with 4K/16K pages, and VTCR_EL2.DS = 1 for every VM. Optional, default false.
  */
 export interface CpuFeatures {
   readonly fwb: boolean;
@@ -39,6 +41,7 @@ export interface CpuFeatures {
   readonly tlbiRange: boolean;
   readonly hafdbs: boolean;
   readonly lse: boolean;
+  readonly lpa2?: boolean;
 }
 
 /**
@@ -177,12 +180,27 @@ export function resolveCpu(spec: CpuSpec): CpuFeatures | string {
     }
     base = preset.features;
   }
-  const out: { -readonly [K in keyof CpuFeatures]: boolean } = { ...base };
+  const out: { -readonly [K in keyof CpuFeatures]: CpuFeatures[K] } = { ...base };
   for (const name of CPU_FEATURE_NAMES) {
     const v = spec[name];
     if (v !== undefined) out[name] = v;
   }
+  if (spec.lpa2 !== undefined) out.lpa2 = spec.lpa2;
   return out;
+}
+
+/** kvm_lpa2_is_enabled(): the host uses LPA2 (never with 64K pages, which have FEAT_LPA instead). */
+export function kvmLpa2IsEnabled(cpu: CpuFeatures, pageSize: number): boolean {
+  return (cpu.lpa2 ?? false) && pageSize !== 65536;
+}
+
+/**
+ * kvm_set_ipa_limit() (arch/arm64/kvm/reset.c): the largest IPA size KVM_CREATE_VM accepts,
+ * from the host's PARange. With 4K or 16K pages an IPA beyond 48 bits needs LPA2, so without
+ * it the limit is capped at 48. Returns the limit in bits.
+ */
+export function kvmIpaLimitBits(paBits: number, pageSize: number, lpa2: boolean): number {
+  return !lpa2 && pageSize !== 65536 ? Math.min(paBits, 48) : paBits;
 }
 
 /**

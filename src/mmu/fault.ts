@@ -20,9 +20,11 @@ import {
   KVM_PGTABLE_PROT_X,
 } from '../pgtable/descriptor.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
+import { S2Op } from '../pgtable/op.js';
 import { kvmSupportsCacheablePfnmap } from './cpu.js';
 import { markSlotPageDirty } from './dirty.js';
 import { esrFaultLevel, kvmIsExecFault, kvmIsWriteFault } from './esr.js';
+import { hostAuditFaultinStart, hostAuditMapped } from './hostaudit.js';
 import { KVM_PFN_ERR_HWPOISON, FAULTIN_OK, type FaultinResult } from './host/mm.js';
 import {
   VM_ALLOW_ANY_UNCACHED,
@@ -40,6 +42,9 @@ import type { Vcpu } from './vcpu.js';
 
 /** The walk flags of the fault path: concurrent walks that report −EAGAIN. */
 export const FAULT_WALK_FLAGS = KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED;
+
+/** user_mem_abort()'s operands for the page table: ipa, size, phys (reused: see S2Op). */
+const installOp = new S2Op();
 
 /**
  * get_vma_page_shift(vma, hva): the host page size backing the VMA at hva. hugetlb: the
@@ -83,6 +88,7 @@ function transparentHugepageAdjust(kvm: Kvm, vcpu: Vcpu, memslot: Memslot): numb
   // get_user_mapping_size(): the host's own leaf; an invalid one makes the fault replay.
   const faultin = vcpu.faultin;
   faultin.hva = vcpu.hva;
+  if (kvm.races.armed !== 0) kvm.races.beforeUserMappingSize(vcpu); // races.ts: zap-host-pte
   const shift = kvm.mm.hostLeafShiftReq(faultin);
   if (shift === 0) return EAGAIN;
   if (shift < g.pmdShift) return kvm.pageSize;
@@ -241,8 +247,14 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   const vfioAllowAnyUc = (vmFlags & VM_ALLOW_ANY_UNCACHED) !== 0;
   const isVmaCacheable = kvmVmaIsCacheable(vma);
 
-  // The seed's COW PFNMAP refusal: returned as written, with mmap_lock still held.
-  if (kernel.cowPfnmapEinval && vmFlags & VM_PFNMAP && isCowMapping(vmFlags)) return EINVAL;
+  // The seed's (and v7's) VM_PFNMAP checks, under mmap_lock (fault-path.md §1.2 step 1): a
+  // COW PFNMAP is refused as written, returning with mmap_lock still held (the leak the lock
+  // check reports); a cacheable PFNMAP is the seed's `cacheable_pfnmap`.
+  let cacheablePfnmap = false;
+  if (kernel.cowPfnmapEinval && vmFlags & VM_PFNMAP) {
+    if (isCowMapping(vmFlags)) return EINVAL;
+    cacheablePfnmap = isVmaCacheable;
+  }
 
   // S8. Sample the invalidation sequence, then drop mmap_lock.
   const mmuSeq = kvm.notifier.seq;
@@ -252,6 +264,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   // __kvm_faultin_pfn(memslot, gfn, ...) looks up the canonical gfn from S6: for a PMD/PUD
   // mapping that is the first page of the block, not the faulting page.
   faultin.hva = memslot.userspaceAddr + (gfn - memslot.baseGfn) * pageSize;
+  hostAuditFaultinStart(vcpu, vmFlags); // notes an absent PFNMAP entry (hostaudit.ts)
   kvm.mm.faultinPfnReq(faultin, writeFault);
   let writable = faultin.writable && (memslot.flags & KVM_MEM_READONLY) === 0;
   if (faultin.err === KVM_PFN_ERR_HWPOISON) {
@@ -264,6 +277,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   if (faultin.err !== FAULTIN_OK) return EFAULT;
   // The window between the pfn lookup and mmu_lock, where a racing invalidation lands.
   kvm.notifier.raceWindow();
+  if (kvm.races.armed !== 0) kvm.races.afterFaultin(vcpu); // races.ts: invalidate
 
   // S10. Memory-type classification: can the host maintain this pfn's caches?
   const outsideLinearMap = !kvm.phys.pfnIsMapMemoryAt(faultin);
@@ -272,7 +286,13 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
       ? outsideLinearMap
       : (vmFlags & (VM_PFNMAP | VM_MIXEDMAP)) !== 0 && outsideLinearMap;
   if (noCmo) {
-    if (kernel.vmaCacheable && isVmaCacheable) {
+    // Which VMAs keep a cacheable stage 2 here: none (6.16), a cacheable VMA (v7, 6.17), or
+    // only the seed's cacheable_pfnmap.
+    const cacheable =
+      kernel.cacheableOver === 'cacheable-vma'
+        ? isVmaCacheable
+        : kernel.cacheableOver === 'cacheable-pfnmap' && cacheablePfnmap;
+    if (cacheable) {
       if (kernel.cacheableCheck === 'early-efault' && !kvmSupportsCacheablePfnmap(kvm.cpu)) ret = EFAULT;
     } else {
       s2ForceNoncacheable = true;
@@ -281,8 +301,13 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
     writable = false;
   }
 
+  // The seed's step 3, "mismatched mapping": a cacheable VMA that would get a
+  // non-cacheable stage 2 (a cacheable MIXEDMAP outside the linear map) is refused. The
+  // seed returns its -EFAULT above first; both are plain returns.
+  if (kernel.mismatchEinval && ret === 0 && isVmaCacheable && s2ForceNoncacheable) ret = EINVAL;
+
   // S11. Executing from device or non-cacheable memory is refused.
-  if (execFault && s2ForceNoncacheable) ret = ENOEXEC;
+  if (ret === 0 && execFault && s2ForceNoncacheable) ret = ENOEXEC;
 
   // S12. Early failure.
   if (ret) return earlyReturn(kvm, vcpu, ret);
@@ -316,7 +341,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
       }
     }
 
-    // The seed's late refusal of any cacheable VMA on a CPU without FWB+DIC.
+    // v7's late refusal of any cacheable VMA on a CPU without FWB+DIC (ordinary RAM too).
     if (kernel.cacheableCheck === 'late-einval' && isVmaCacheable && !kvmSupportsCacheablePfnmap(kvm.cpu)) {
       ret = EINVAL;
       break out;
@@ -329,17 +354,23 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
     else if (kvm.cpu.dic) prot |= KVM_PGTABLE_PROT_X;
 
     // L5. Relax an existing leaf of the right size, or map.
+    if (kvm.races.armed !== 0)
+      kvm.races.beforeInstall(vcpu, faultIsPerm && vmaPagesize === faultGranule, prot, vmaPagesize); // races.ts: other-vcpu
     const heldBefore = memcache.nobjs;
     if (faultIsPerm && vmaPagesize === faultGranule) {
       kvm.stats.relaxes++;
-      pgt.reqAddr = vcpu.ufFaultIpa;
-      ret = pgt.relaxPermsReq(prot, FAULT_WALK_FLAGS);
+      installOp.addr = vcpu.ufFaultIpa;
+      ret = pgt.relaxPermsOp(installOp, prot, FAULT_WALK_FLAGS);
     } else {
       kvm.stats.maps++;
-      pgt.reqAddr = vcpu.ufFaultIpa;
-      pgt.reqSize = vmaPagesize;
-      pgt.reqPhys = faultin.pfn * pageSize;
-      ret = pgt.mapReq(prot, memcache, FAULT_WALK_FLAGS);
+      installOp.addr = vcpu.ufFaultIpa;
+      installOp.size = vmaPagesize;
+      installOp.phys = faultin.pfn * pageSize;
+      ret = pgt.mapOp(installOp, prot, memcache, FAULT_WALK_FLAGS);
+      // The host inconsistencies the kernel itself creates here, reported (hostaudit.ts);
+      // -EAGAIN: the same leaf was there already (another vCPU's identical fault).
+      if (ret === 0 || ret === EAGAIN)
+        hostAuditMapped(vcpu, installOp, vmFlags, isVmaCacheable, s2ForceNoncacheable);
     }
     kvm.stats.tablePagesAllocated += heldBefore - memcache.nobjs;
   }
@@ -347,6 +378,7 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   // Exit: release the page under the lock, then mark it dirty after the unlock.
   kvm.mm.releaseFaultinPage(faultin, ret !== 0, writable);
   locks.mmuReadUnlock();
+  if (kvm.races.pendingEnd !== 0) kvm.races.afterUnlock(); // races.ts: the zap's invalidation
   if (writable && ret === 0) markSlotPageDirty(memslot, gfn - memslot.baseGfn);
   return ret === EAGAIN ? 0 : ret;
 }

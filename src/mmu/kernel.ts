@@ -1,35 +1,52 @@
 /**
  * The kernel behaviours s2emu models for user_mem_abort() and
  * kvm_arch_prepare_memory_region() (fault-path.md §1): what changed with the
- * cacheable-PFNMAP series. The fault path reads these booleans instead of
+ * cacheable-PFNMAP series. The fault path reads these fields instead of
  * comparing version strings, so each difference is named where it applies.
+ *
+ * - '6.16': before the series.
+ * - 'seed': the diff of the 19 Jun 2025 reply to the v7 4/5 review, on top of 6.16 and the
+ *   series' "Block cacheable PFNMAP mapping" patch (fault-path.md §1.2, steps 1-6).
+ * - 'v7': the archived v7 4/5 patch of 18 Jun 2025 (disable_cmo, kvm_can_use_cmo_pfn()): a
+ *   different text from the seed, kept because its late -EINVAL is instructive.
+ * - '6.17': as merged (kvmarm-6.17), with the page-leak fix 5f9466b50c1b of 6.17.y.
  */
 
 /** A modelled kernel behaviour. */
-export type KernelName = '6.16' | 'seed' | '6.17';
+export type KernelName = '6.16' | 'seed' | 'v7' | '6.17';
+
+/** Every modelled kernel, oldest first (the order the CLI and the tests list them in). */
+export const KERNEL_NAMES: readonly KernelName[] = ['6.16', 'seed', 'v7', '6.17'];
 
 /** The differences between the modelled kernels. */
 export interface KernelModel {
   readonly name: KernelName;
   /**
-   * S10 "no cache maintenance possible" test. 'pfn': any pfn outside the linear map
-   * (kvm_is_device_pfn() in 6.16, kvm_can_use_cmo_pfn() in the seed); 'vma-and-pfn':
+   * The "no cache maintenance possible" test. 'pfn': any pfn outside the linear map
+   * (kvm_is_device_pfn() in 6.16 and the seed, kvm_can_use_cmo_pfn() in v7); 'vma-and-pfn':
    * VM_PFNMAP|VM_MIXEDMAP and outside the linear map (6.17, 216887f79d98).
    */
   readonly deviceTest: 'pfn' | 'vma-and-pfn';
   /**
-   * Whether the VMA's cacheability decides the stage-2 memory type of such pfns
-   * (is_vma_cacheable, 2a8dfab26677). 6.16 maps every non-linear-map pfn as device.
+   * Which VMAs may keep a cacheable stage 2 over such pfns. 'none': 6.16 maps every
+   * non-linear-map pfn as device. 'cacheable-vma': any VMA that kvm_vma_is_cacheable()
+   * accepts (v7, 6.17). 'cacheable-pfnmap': only a cacheable VM_PFNMAP VMA, the seed's
+   * `cacheable_pfnmap` (step 1; MIXEDMAP never sets it).
    */
-  readonly vmaCacheable: boolean;
+  readonly cacheableOver: 'none' | 'cacheable-vma' | 'cacheable-pfnmap';
   /**
-   * Where a cacheable VMA on a CPU without FWB+DIC fails. 'none' (6.16: it cannot happen),
-   * 'early-efault' (6.17: -EFAULT before mmu_lock, only for the PFNMAP/MIXEDMAP non-linear
-   * case), 'late-einval' (seed: -EINVAL under mmu_lock after THP and MTE, for any cacheable
-   * VMA, ordinary RAM included, as fault-path.md §1.2 states).
+   * What a cacheable mapping of such a pfn on a CPU without FWB+DIC does. 'none' (6.16: it
+   * cannot happen), 'early-efault' (the seed and 6.17: -EFAULT before mmu_lock, only for
+   * the pfns that would have been mapped cacheable), 'late-einval' (v7: -EINVAL under
+   * mmu_lock after THP and MTE, for any cacheable VMA, ordinary RAM included).
    */
   readonly cacheableCheck: 'none' | 'early-efault' | 'late-einval';
-  /** The seed's -EINVAL for a COW VM_PFNMAP, returned with mmap_lock still held. */
+  /**
+   * The seed's "mismatched mapping" refusal (step 3): a cacheable VMA whose pfn is given a
+   * non-cacheable stage 2 returns -EINVAL before mmu_lock.
+   */
+  readonly mismatchEinval: boolean;
+  /** The seed's and v7's -EINVAL for a COW VM_PFNMAP, returned with mmap_lock still held. */
   readonly cowPfnmapEinval: boolean;
   /** 5f9466b50c1b: the early -EFAULT/-ENOEXEC returns release the page (6.17.y). */
   readonly releaseOnEarlyError: boolean;
@@ -42,8 +59,9 @@ export const KERNELS: Readonly<Record<KernelName, KernelModel>> = {
   '6.16': {
     name: '6.16',
     deviceTest: 'pfn',
-    vmaCacheable: false,
+    cacheableOver: 'none',
     cacheableCheck: 'none',
+    mismatchEinval: false,
     cowPfnmapEinval: false,
     releaseOnEarlyError: false,
     memslotCacheableCheck: false,
@@ -51,8 +69,19 @@ export const KERNELS: Readonly<Record<KernelName, KernelModel>> = {
   seed: {
     name: 'seed',
     deviceTest: 'pfn',
-    vmaCacheable: true,
+    cacheableOver: 'cacheable-pfnmap',
+    cacheableCheck: 'early-efault',
+    mismatchEinval: true,
+    cowPfnmapEinval: true,
+    releaseOnEarlyError: false,
+    memslotCacheableCheck: true,
+  },
+  v7: {
+    name: 'v7',
+    deviceTest: 'pfn',
+    cacheableOver: 'cacheable-vma',
     cacheableCheck: 'late-einval',
+    mismatchEinval: false,
     cowPfnmapEinval: true,
     releaseOnEarlyError: false,
     memslotCacheableCheck: true,
@@ -60,8 +89,9 @@ export const KERNELS: Readonly<Record<KernelName, KernelModel>> = {
   '6.17': {
     name: '6.17',
     deviceTest: 'vma-and-pfn',
-    vmaCacheable: true,
+    cacheableOver: 'cacheable-vma',
     cacheableCheck: 'early-efault',
+    mismatchEinval: false,
     cowPfnmapEinval: false,
     releaseOnEarlyError: true,
     memslotCacheableCheck: true,

@@ -17,17 +17,21 @@ import {
 import type { AccessKind } from '../pgtable/hwwalk.js';
 import type { MemCache } from '../pgtable/pool.js';
 import { LeafResult } from '../pgtable/stage2.js';
+import { S2Op } from '../pgtable/op.js';
 import { kvmHandleGuestAbort } from './abort.js';
 import { EXIT_ARM_NISV, EXIT_NONE, INJECTED_DABT, INJECTED_IABT, INJECTED_NONE } from './exits.js';
 import { fscFor, makeEsr } from './esr.js';
 import { newFaultinResult } from './host/mm.js';
-import { S1_DESC, S1_DONE, Stage1Walk } from './stage1.js';
+import { S1_DESC, S1_DONE, S1_FAULT_TRANSLATION, Stage1Walk, s1FaultFsc } from './stage1.js';
 import type { GuestStage1 } from './stage1.js';
 import { SH_ISH, combineS1S2Attrs, combinedAttr, mairText } from '../pgtable/memattr.js';
 import type { FaultinResult } from './host/mm.js';
 import { newHvaProt, type HvaProt } from './memslots.js';
 import { AccessStats } from './vm.js';
 import type { Kvm } from './vm.js';
+
+/** The vCPU's operands for the page table's get_leaf (reused: see S2Op). */
+const leafOp = new S2Op();
 
 /** Guest access kinds (scenario-format.md `access`). */
 export const ACC_READ = 0;
@@ -80,6 +84,26 @@ export const OUTCOME_NAMES = [
   'livelock',
 ] as const;
 
+/** AccessResult.s1Result: no stage-1 result (stage 1 off, or the access never walked it). */
+export const S1R_NONE = 0;
+/** AccessResult.s1Result: the stage-1 leaf. */
+export const S1R_LEAF = 1;
+/** AccessResult.s1Result: the guest's own translation faulted. */
+export const S1R_FAULT = 2;
+
+/** What the vCPU's CPU reports to the guest beyond the host features (scenario `cpu` keys). */
+export interface VcpuOptions {
+  /** DCZID_EL0.BS as bytes: the block DC ZVA zeroes. Default 64. */
+  dczvaBytes?: number;
+  /** DCZID_EL0.DZP: DC ZVA is prohibited (the guest takes an UNDEF). Default false. */
+  dzp?: boolean;
+  /** AT with TCR_EL1.HA updates the access flag (IMPLEMENTATION DEFINED). Default false. */
+  atUpdatesAf?: boolean;
+}
+
+/** PAR_EL1 bit 11, RES1 in the 64-bit format. */
+const PAR_RES1 = 1 << 11;
+
 /** Faults one access may take before it is reported as a livelock. */
 export const LIVELOCK_FAULTS = 16;
 
@@ -122,6 +146,33 @@ export class AccessResult {
   mmioIpa = 0;
   /** For OUT_SIGBUS: the signal's address lsb. */
   sigbusLsb = 0;
+  /**
+   * The access read (read, ld-preidx, exec) or compared (cas: the old value) 8 bytes: `valueLo`,
+   * `valueHi` hold them (unsigned halves). An MMIO read completes with zero.
+   */
+  hasValue = false;
+  valueLo = 0;
+  valueHi = 0;
+  /** DC ZVA while DCZID_EL0.DZP = 1: the guest took an UNDEF; nothing was translated or written. */
+  undef = false;
+  /**
+   * The stage-1 result with a guest: S1R_NONE (stage 1 off, or not walked), S1R_LEAF (the leaf
+   * after the access: s1DescLo/Hi at level s1Level in the table at s1TableIpa) or S1R_FAULT
+   * (the guest's translation faulted: s1Fault, an S1_FAULT_*, at s1Level).
+   */
+  s1Result = S1R_NONE;
+  s1DescLo = 0;
+  s1DescHi = 0;
+  s1Level = 0;
+  s1TableIpa = 0;
+  s1Fault = 0;
+  /** With a guest, a completed data access: the effective attributes (a MAIR-form byte, memattr.ts combining). */
+  memTypeValid = false;
+  memAttr = 0;
+  /** An AT that completed: PAR_EL1 as two unsigned halves. */
+  parValid = false;
+  parLo = 0;
+  parHi = 0;
 
   /** The outcome's name. */
   get outcomeName(): string {
@@ -161,6 +212,8 @@ export class Vcpu {
   /** The guest's stage 1, or null when it runs with stage 1 off. */
   readonly stage1: GuestStage1 | null;
   private readonly s1walk = new Stage1Walk();
+  /** The side-effect-free walk that reports the stage-1 leaf when the access's own walk did not finish. */
+  private readonly peekWalk = new Stage1Walk();
   /** (stage-2 leaf IPA, attrIndx) pairs already reported by the attribute audit. */
   private readonly audited = new Set<number>();
   private readonly walk = new HwWalkResult();
@@ -193,12 +246,27 @@ export class Vcpu {
   sigbus = false;
   sigbusLsb = 0;
   mmioIpa = 0;
+  /**
+   * What the next accesses store: `write`/`st-preidx` store valueLo/valueHi (8 bytes,
+   * little-endian); `cas` compares with expectLo/expectHi and, if equal, stores the value.
+   * Unsigned 32-bit halves; they stay as set until changed.
+   */
+  valueLo = 0;
+  valueHi = 0;
+  expectLo = 0;
+  expectHi = 0;
+  readonly dczvaBytes: number;
+  readonly dzp: boolean;
+  readonly atUpdatesAf: boolean;
 
-  constructor(kvm: Kvm, stage1: GuestStage1 | null = null) {
+  constructor(kvm: Kvm, stage1: GuestStage1 | null = null, opts: VcpuOptions = {}) {
     this.kvm = kvm;
     this.memcache = kvm.newMemcache();
-    this.hw = new HwWalker(kvm.pgt);
+    this.hw = new HwWalker(kvm.pgt, { ha: kvm.hwAf });
     this.stage1 = stage1;
+    this.dczvaBytes = opts.dczvaBytes ?? 64;
+    this.dzp = opts.dzp ?? false;
+    this.atUpdatesAf = opts.atUpdatesAf ?? false;
   }
 
   /**
@@ -226,7 +294,13 @@ export class Vcpu {
     out.stage1Fault = false;
     out.nFaults = 0;
     out.errno = 0;
+    out.hasValue = false;
+    out.undef = false;
+    out.s1Result = S1R_NONE;
+    out.memTypeValid = false;
+    out.parValid = false;
     out.outcome = this.run(kind, out);
+    if (this.stage1 !== null && out.s1Result === S1R_NONE) this.peekStage1(addr, kind, out);
     const ipa = out.ipa;
     stats.hostPagesZeroed = kvm.phys.stats.zeroedPages - zeroedBefore;
     stats.uffdEvents = kvm.mm.stats.uffdEvents - uffdBefore;
@@ -248,8 +322,8 @@ export class Vcpu {
       level = w.level;
     } else {
       const l = this.leaf;
-      kvm.pgt.reqAddr = ipa;
-      const ok = kvm.pgt.getLeafReq(l) === 0;
+      leafOp.addr = ipa;
+      const ok = kvm.pgt.getLeafOp(leafOp, l) === 0;
       lo = ok ? l.lo : 0;
       hi = l.hi;
       level = l.level;
@@ -276,6 +350,14 @@ export class Vcpu {
     const isv = kind === ACC_READ || kind === ACC_WRITE;
     const cm = kind === ACC_DC_CIVAC;
     const writeKind = kind === ACC_WRITE || kind === ACC_ST_PREIDX || kind === ACC_DC_ZVA || cm;
+    if (kind === ACC_DC_ZVA && this.dzp) {
+      // DCZID_EL0.DZP = 1: DC ZVA is prohibited and the guest takes an UNDEF at its own EL1
+      // (Linux's guest kernel never issues it then). No translation, no memory access.
+      out.undef = true;
+      return OUT_DONE;
+    }
+    // AT with TCR_EL1.HA sets AF only where the implementation chooses to (cpu.atUpdatesAf).
+    const updateAf = kind !== ACC_AT || this.atUpdatesAf;
     for (let n = 0; ; n++) {
       if (n >= LIVELOCK_FAULTS) {
         this.kvm.diagnose(`livelock: ${ACCESS_NAMES[kind]} at 0x${addr.toString(16)} faulted ${n} times`);
@@ -283,17 +365,22 @@ export class Vcpu {
       }
       let ipa = addr;
       if (s1 !== null) {
-        // The guest's stage-1 walk: each descriptor read is a stage-2 access to its IPA.
+        // The guest's stage-1 walk: each descriptor read is a stage-2 access to its IPA, and
+        // the descriptor is the 8 bytes at the stage-2 output address, in host memory.
         sw.va = addr;
-        s1.begin(sw);
-        let st = S1_DESC;
-        let ok: boolean;
-        for (;;) {
+        let st = s1.begin(sw);
+        let ok = true;
+        while (st === S1_DESC) {
           w.ipa = sw.descIpa;
-          ok = this.hw.walkAt(sw.descWrite ? ACCESS_WRITE : ACCESS_READ, w);
+          ok = this.s2Walk(sw.descWrite ? ACCESS_WRITE : ACCESS_READ, w);
           if (!ok) break;
-          st = s1.step(sw, writeKind || kind === ACC_CAS, iabt);
-          if (st !== S1_DESC) break;
+          this.loadDesc(sw);
+          st = s1.step(sw, writeKind || kind === ACC_CAS, iabt, updateAf);
+          if (sw.writeBack) {
+            // The hardware AF update lands in the page the stage-2 write walk reached.
+            this.storeDesc(sw);
+            sw.writeBack = false;
+          }
         }
         if (!ok) {
           this.faultIpa = Math.floor(sw.descIpa / 4096) * 4096;
@@ -303,36 +390,175 @@ export class Vcpu {
           continue;
         }
         if (st !== S1_DONE) {
+          out.s1Result = S1R_FAULT;
+          out.s1Fault = st;
+          out.s1Level = sw.faultLevel;
           // The guest's own translation fault: taken at its EL1, or reported in PAR_EL1 by AT.
-          if (kind === ACC_AT) return OUT_DONE;
+          if (kind === ACC_AT) {
+            out.parValid = true;
+            out.parLo = (1 | (s1FaultFsc(st, sw.faultLevel) << 1) | PAR_RES1) >>> 0;
+            out.parHi = 0;
+            return OUT_DONE;
+          }
           out.stage1Fault = true;
           return iabt ? OUT_IABT : OUT_DABT;
         }
+        out.s1Result = S1R_LEAF;
+        out.s1DescLo = sw.descLo;
+        out.s1DescHi = sw.descHi;
+        out.s1Level = sw.level;
+        out.s1TableIpa = sw.tableIpa;
         ipa = sw.ipa;
         out.ipa = ipa;
-        if (kind === ACC_AT) return OUT_DONE;
+        if (kind === ACC_AT) {
+          this.setPar(out);
+          return OUT_DONE;
+        }
       }
       // The hardware: a read walk first for an atomic (its translation and access-flag
       // faults report a read), then the write permission check.
       const hwAccess: AccessKind = iabt ? ACCESS_EXEC : writeKind && !cm ? ACCESS_WRITE : ACCESS_READ;
       let wnr = writeKind;
       w.ipa = ipa;
-      let ok = this.hw.walkAt(hwAccess, w);
+      let ok = this.s2Walk(hwAccess, w);
       if (ok && kind === ACC_CAS) {
-        ok = this.hw.walkAt(ACCESS_WRITE, w);
+        ok = this.s2Walk(ACCESS_WRITE, w);
         wnr = !ok && w.fault === FAULT_PERMISSION;
       }
       if (ok) {
-        if (s1 !== null) this.auditAttributes(sw, w);
+        if (s1 !== null) {
+          this.auditAttributes(sw, w);
+          out.memTypeValid = true;
+          out.memAttr = combinedAttr(
+            combineS1S2Attrs(s1.mairAttr(sw.attrIndx), sw.sh, w.memattr, w.sh, this.kvm.pgt.fwb),
+          );
+        }
         this.walkHit = true;
+        this.dataAccess(kind, out);
         return OUT_DONE;
       }
       // HPFAR is the 4K page of the IPA; FAR the address the access named.
       this.faultIpa = Math.floor(ipa / 4096) * 4096;
       this.far = addr;
       const o = this.takeAbort(out, iabt, wnr, isv, false, cm);
-      if (o >= 0) return o;
+      if (o >= 0) {
+        if (o === OUT_MMIO && (kind === ACC_READ || kind === ACC_LD_PREIDX || kind === ACC_EXEC)) {
+          // The VMM completes an MMIO read with zero.
+          out.hasValue = true;
+          out.valueLo = 0;
+          out.valueHi = 0;
+        }
+        return o;
+      }
     }
+  }
+
+  /** Loads the descriptor at the stage-2 output address of this.walk into the stage-1 walk. */
+  private loadDesc(sw: Stage1Walk): void {
+    const c = this.kvm.phys.contents;
+    const pa = this.walk.pa;
+    const ps = this.kvm.pageSize;
+    c.reqPfn = Math.floor(pa / ps);
+    c.read64Req(pa - c.reqPfn * ps);
+    sw.descLo = c.lo;
+    sw.descHi = c.hi;
+  }
+
+  /** Stores the stage-1 walk's descriptor at the stage-2 output address of this.walk. */
+  private storeDesc(sw: Stage1Walk): void {
+    const c = this.kvm.phys.contents;
+    const pa = this.walk.pa;
+    const ps = this.kvm.pageSize;
+    c.reqPfn = Math.floor(pa / ps);
+    c.write64Req(pa - c.reqPfn * ps, sw.descLo, sw.descHi);
+  }
+
+  /**
+   * The memory side of a completed access, at the stage-2 output address in this.walk (the host
+   * page behind the leaf): loads report the 8 bytes of the naturally aligned doubleword, stores
+   * write valueLo/valueHi there, CAS compares with expectLo/expectHi, DC ZVA zeroes its block.
+   */
+  private dataAccess(kind: number, out: AccessResult): void {
+    if (kind === ACC_DC_CIVAC) return;
+    const c = this.kvm.phys.contents;
+    const pa = this.walk.pa;
+    const ps = this.kvm.pageSize;
+    c.reqPfn = Math.floor(pa / ps);
+    const off = pa - c.reqPfn * ps;
+    if (kind === ACC_DC_ZVA) {
+      const bs = this.dczvaBytes;
+      c.zeroReq(off - (off % bs), bs);
+      return;
+    }
+    const off8 = off - (off % 8);
+    if (kind === ACC_WRITE || kind === ACC_ST_PREIDX) {
+      c.write64Req(off8, this.valueLo, this.valueHi);
+      return;
+    }
+    c.read64Req(off8);
+    out.hasValue = true;
+    out.valueLo = c.lo;
+    out.valueHi = c.hi;
+    if (kind === ACC_CAS && c.lo === this.expectLo && c.hi === this.expectHi) {
+      c.write64Req(off8, this.valueLo, this.valueHi);
+    }
+  }
+
+  /**
+   * PAR_EL1 after a successful AT S1E1R (F = 0): the output address (the IPA), SH and the
+   * stage-1 MAIR attribute. Bit 11 is RES1; NS (bit 9) is UNKNOWN for a Non-secure regime and
+   * reported 0. SH reads Outer Shareable for Device and Normal Non-cacheable memory.
+   */
+  private setPar(out: AccessResult): void {
+    const sw = this.s1walk;
+    const attr = this.stage1!.mairAttr(sw.attrIndx) & 0xff;
+    const uncached = (attr & 0xf0) === 0 || attr === 0x44 || attr === 0x40;
+    const sh = uncached ? 2 : sw.sh;
+    const ipa = sw.ipa;
+    out.parValid = true;
+    out.parLo = ((ipa % 2 ** 32) - (ipa % 4096) + (sh << 7) + PAR_RES1) >>> 0;
+    out.parHi = ((Math.floor(ipa / 2 ** 32) & 0xffff) | (attr << 24)) >>> 0;
+  }
+
+  /**
+   * The stage-1 leaf of `va` as guest memory holds it now, read as a debugger reads guest memory
+   * (memslot → host mapping, nothing faulted in, no AF update): for accesses whose own walk did
+   * not finish (a stage-2 abort on a table page ended them, or DC ZVA took an UNDEF). Cold path.
+   */
+  private peekStage1(va: number, kind: number, out: AccessResult): void {
+    const s1 = this.stage1!;
+    const sw = this.peekWalk;
+    sw.va = va;
+    let st = s1.begin(sw);
+    while (st === S1_DESC) {
+      const b = this.kvm.readGuestPhys(sw.descIpa, 8);
+      sw.descLo = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+      sw.descHi = (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0;
+      st = s1.step(sw, false, kind === ACC_EXEC, false);
+    }
+    if (st === S1_DONE) {
+      out.s1Result = S1R_LEAF;
+      out.s1DescLo = sw.descLo;
+      out.s1DescHi = sw.descHi;
+      out.s1Level = sw.level;
+      out.s1TableIpa = sw.tableIpa;
+    } else {
+      out.s1Result = S1R_FAULT;
+      out.s1Fault = st === S1_DESC ? S1_FAULT_TRANSLATION : st;
+      out.s1Level = sw.faultLevel;
+    }
+  }
+
+  /**
+   * The MMU's stage-2 walk for one access of the guest (or of its stage-1 walk), with the
+   * hardware access-flag update that VTCR_EL2.HA makes on a CPU with FEAT_HAFDBS: an aged
+   * leaf is made young by the walk itself, without an access-flag fault. Returns true when
+   * the access translates.
+   */
+  private s2Walk(access: AccessKind, w: HwWalkResult): boolean {
+    const ok = this.hw.walkAt(access, w);
+    if (ok && w.afWouldBeSet && this.hw.setAccessFlag(w)) this.kvm.stats.hwAfUpdates++;
+    return ok;
   }
 
   /**

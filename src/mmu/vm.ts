@@ -10,8 +10,9 @@ import type { GranuleSize } from '../pgtable/geometry.js';
 import { MemCache, newMaintenanceOp } from '../pgtable/pool.js';
 import type { MaintenanceOp, Stage2Events } from '../pgtable/pool.js';
 import { Stage2PageTable } from '../pgtable/stage2.js';
+import { S2Op } from '../pgtable/op.js';
 import type { CpuFeatures } from './cpu.js';
-import { kvmSupportsCacheablePfnmap } from './cpu.js';
+import { kvmIpaLimitBits, kvmLpa2IsEnabled, kvmSupportsCacheablePfnmap } from './cpu.js';
 import { getAndClearDirty } from './dirty.js';
 import { GRANULE_16K, GRANULE_4K, GRANULE_64K } from './host/granule.js';
 import type { HostGranule } from './host/granule.js';
@@ -23,6 +24,7 @@ import { forEachVmaInRange, kvmVmaIsCacheable, VM_MTE_ALLOWED, VM_PFNMAP } from 
 import { KERNELS } from './kernel.js';
 import type { KernelModel, KernelName } from './kernel.js';
 import { LockTracker } from './locks.js';
+import { FaultRaces } from './races.js';
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
@@ -32,6 +34,9 @@ import {
   gfnToMemslotAt,
 } from './memslots.js';
 import type { GfnRange, Memslot, MemslotSpec } from './memslots.js';
+
+/** The notifier's operands for the page table's unmap (reused: see S2Op). */
+const unmapOp = new S2Op();
 
 /**
  * What the modelled hardware and host did during one access (or any span the caller
@@ -71,6 +76,11 @@ export class AccessStats {
   uffdEvents = 0;
   /** Exits to userspace (MMIO, NISV). */
   exits = 0;
+  /**
+   * Stage-2 access flags the MMU set itself (VTCR_EL2.HA with FEAT_HAFDBS): accesses to an
+   * aged leaf that took no access-flag fault.
+   */
+  hwAfUpdates = 0;
 
   /** TLBI requests of every kind. */
   get tlbi(): number {
@@ -83,6 +93,7 @@ export class AccessStats {
     this.tlbiIpa = this.tlbiIpaNsh = this.tlbiRange = this.tlbiVmid = 0;
     this.dcacheBytes = this.dcacheCalls = this.icacheBytes = this.icacheCalls = this.icacheInvalAll = 0;
     this.tablePagesAllocated = this.hostPagesZeroed = this.mtePagesCleared = this.uffdEvents = this.exits = 0;
+    this.hwAfUpdates = 0;
   }
 
   /** Adds another span's counters into this one. */
@@ -105,6 +116,7 @@ export class AccessStats {
     this.mtePagesCleared += o.mtePagesCleared;
     this.uffdEvents += o.uffdEvents;
     this.exits += o.exits;
+    this.hwAfUpdates += o.hwAfUpdates;
   }
 }
 
@@ -208,6 +220,11 @@ export interface KvmOptions {
   events?: Stage2Events;
   /** Memcache capacity; default KVM's 40 pages. */
   memcacheCapacity?: number;
+  /**
+   * The most stage-2 table pages the host will allocate for the VM: the PGD, the tables and
+   * the pages waiting in memcaches. Past it kvm_mmu_topup_memory_cache() fails (−ENOMEM).
+   */
+  tablePagesMax?: number;
 }
 
 /** One line of the run's diagnostics, with the step it happened in when known. */
@@ -228,7 +245,15 @@ export class Kvm {
   readonly granule: HostGranule;
   readonly pageSize: GranuleSize;
   readonly pageShift: number;
-  /** get_kvm_ipa_limit(): the largest IPA size the host supports (its PARange). */
+  /** kvm_lpa2_is_enabled(): VTCR_EL2.DS = 1 and LPA2 descriptors (no SH field) for this VM. */
+  readonly lpa2: boolean;
+  /**
+   * VTCR_EL2.HA as the hardware honours it: kvm_get_vtcr() sets HA unless the AmpereOne
+   * AC03_CPU_38 workaround applies, and the bit is RES0 on a CPU without FEAT_HAFDBS. With it
+   * the stage-2 walk sets a leaf's AF itself instead of taking an access-flag fault.
+   */
+  readonly hwAf: boolean;
+  /** get_kvm_ipa_limit(): the largest IPA size the host supports (kvm_set_ipa_limit()). */
   readonly ipaLimitBits: number;
   readonly ipaBits: number;
   /** kvm_phys_size(): 2^ipaBits. */
@@ -251,6 +276,8 @@ export class Kvm {
   /** Diagnostics: lock-balance violations, leaked pages, warnings. */
   readonly diagnostics: Diagnostic[] = [];
   readonly memcacheCapacity: number;
+  /** Races armed for the next access (races.ts), and their fault-path hooks. */
+  readonly races: FaultRaces = new FaultRaces(this);
   private readonly mmOps: KvmMmOps;
   /** The operands of kvm_flush_remote_tlbs_range()'s TLBI (scratch). */
   private readonly flushOp: MaintenanceOp = newMaintenanceOp();
@@ -263,18 +290,21 @@ export class Kvm {
     this.pageSize = opts.granule;
     this.granule = hostGranule(opts.granule);
     this.pageShift = this.granule.pageShift;
-    this.ipaLimitBits = opts.paBits ?? 48;
+    this.lpa2 = kvmLpa2IsEnabled(opts.cpu, opts.granule);
+    this.ipaLimitBits = kvmIpaLimitBits(opts.paBits ?? 48, opts.granule, this.lpa2);
     this.ipaBits = opts.ipaBits ?? 40;
     this.physSize = 2 ** this.ipaBits;
     this.ipaLimit = 2 ** this.ipaLimitBits;
     if (this.ipaBits > this.ipaLimitBits) {
       throw new RangeError(
-        `ipaBits ${this.ipaBits} exceeds the host's IPA limit (${this.ipaLimitBits} bits)`,
+        `ipaBits ${this.ipaBits} exceeds the host's IPA limit (${this.ipaLimitBits} bits` +
+          (this.ipaLimitBits < (opts.paBits ?? 48) ? ': 48 without LPA2 on a 4K/16K granule)' : ')'),
       );
     }
     this.mte = (opts.mte ?? false) && opts.cpu.mte;
     if ((opts.mte ?? false) && !opts.cpu.mte) throw new RangeError('vm.mte needs a CPU with MTE');
     this.nisvToUser = opts.nisvToUser ?? false;
+    this.hwAf = opts.cpu.hafdbs;
     this.phys = new PhysMem(this.granule, opts.physical, { mte: opts.cpu.mte });
     this.notifier = new MmuNotifier();
     this.mm = new Mm(this.phys, this.notifier);
@@ -283,10 +313,19 @@ export class Kvm {
       granule: opts.granule,
       ipaBits: this.ipaBits,
       fwb: opts.cpu.fwb,
+      lpa2: this.lpa2,
       tlbiRange: opts.cpu.tlbiRange,
       events: opts.events ? new TeeEvents(this.mmOps, opts.events) : this.mmOps,
     });
     this.memcacheCapacity = opts.memcacheCapacity ?? 40;
+    if (opts.tablePagesMax !== undefined) {
+      // The PGD is allocated when the VM is created (kvm_init_stage2_mmu); the limit counts it.
+      if (this.pgt.pool.inUse > opts.tablePagesMax)
+        throw new RangeError(
+          `tablePagesMax ${opts.tablePagesMax} is less than the ${this.pgt.pool.inUse} page(s) of the stage-2 PGD`,
+        );
+      this.pgt.pool.limit = opts.tablePagesMax;
+    }
     this.notifier.subscribe({
       invalidateRange: (range) => this.mmuNotifierInvalidateRange(range),
       clearYoung: (range) => this.mmuNotifierClearYoung(range),
@@ -323,9 +362,9 @@ export class Kvm {
     const pgt = this.pgt;
     for (let i = 0; i < slots.length; i++) {
       if (!hvaRangeToGfns(slots[i], range, this.pageShift, gfns)) continue;
-      pgt.reqAddr = gfns.start * this.pageSize;
-      pgt.reqSize = (gfns.end - gfns.start) * this.pageSize;
-      pgt.unmapReq();
+      unmapOp.addr = gfns.start * this.pageSize;
+      unmapOp.size = (gfns.end - gfns.start) * this.pageSize;
+      pgt.unmapOp(unmapOp);
     }
     this.locks.mmuWriteUnlock();
   }
@@ -501,6 +540,38 @@ export class Kvm {
   /** gfnToMemslot() of `at.gfn` (the fault path's form: see memslots.gfnToMemslotAt). */
   gfnToMemslotAt(at: { readonly gfn: number }): Memslot | undefined {
     return gfnToMemslotAt(this.memslots.current, at);
+  }
+
+  /**
+   * The host address behind guest physical `ipa` in the current memslots (gfn_to_hva), or −1
+   * when no memslot covers it.
+   */
+  ipaToHva(ipa: number): number {
+    const ps = this.pageSize;
+    const gfn = Math.floor(ipa / ps);
+    const slot = this.gfnToMemslot(gfn);
+    if (slot === undefined) return -1;
+    return slot.userspaceAddr + (gfn - slot.baseGfn) * ps + (ipa % ps);
+  }
+
+  /**
+   * The VMM writes `bytes` into guest memory at `ipa` through its own mapping of the memslot
+   * (Mm.hostWrite: a host write fault where needed, never a dirty-log mark). The range must stay
+   * inside one memslot. Returns 0, or −EFAULT when no memslot covers it (or the host refuses).
+   */
+  writeGuestPhys(ipa: number, bytes: Uint8Array): number {
+    const hva = this.ipaToHva(ipa);
+    if (hva < 0 || this.ipaToHva(ipa + bytes.length - 1) !== hva + bytes.length - 1) return EFAULT;
+    return this.mm.hostWrite(hva, bytes);
+  }
+
+  /**
+   * Reads `n` bytes of guest memory at `ipa` as the VMM sees them, without faulting anything in
+   * (a debugger's read: unpopulated or unslotted memory reads as zeroes). Returns a fresh array.
+   */
+  readGuestPhys(ipa: number, n: number): Uint8Array {
+    const hva = this.ipaToHva(ipa);
+    return hva < 0 ? new Uint8Array(n) : this.mm.hostRead(hva, n);
   }
 
   /** Records a diagnostic line. */

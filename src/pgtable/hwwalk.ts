@@ -113,15 +113,19 @@ export class HwWalkResult {
   xn = false;
   /** With hardware AF (option `ha`): the access succeeded on a leaf with AF = 0, which the MMU would set. */
   afWouldBeSet = false;
+  /** Where the leaf (or the faulting entry) is: its table page in the pool, and the entry's index. */
+  leafPage = -1;
+  leafIndex = 0;
 }
 
 /** Options of the hardware walk. */
 export interface HwWalkerOptions {
   /**
-   * VTCR_EL2.HA, hardware access-flag update. KVM sets HA when the kernel supports it, but the
-   * default here (false) reports access-flag faults as KVM 6.17 takes them on a CPU without
-   * FEAT_HAFDBS. When true the walk still does not write the descriptor: it reports
-   * `afWouldBeSet` instead.
+   * VTCR_EL2.HA, hardware access-flag update. kvm_get_vtcr() sets HA unless the AmpereOne
+   * AC03_CPU_38 workaround applies; it takes effect on a CPU with FEAT_HAFDBS (the vCPU passes
+   * Kvm.hwAf). The default here (false) reports access-flag faults as a CPU without HAFDBS
+   * takes them. When true the walk still does not write the descriptor (a debugger's walk has
+   * no side effects): it reports `afWouldBeSet`, and setAccessFlag() does the update.
    */
   ha?: boolean;
   /**
@@ -239,6 +243,7 @@ export class HwWalker {
     out.sh = 0;
     out.xn = false;
     out.afWouldBeSet = false;
+    out.leafPage = -1;
     if (!(ipa >= 0 && ipa < geo.ipaLimit)) return setFault(out, FAULT_TRANSLATION, 0);
     if (pgt.pgd < 0) throw new Error('HwWalker: the stage-2 table has been destroyed');
     const pool = pgt.pool;
@@ -250,6 +255,8 @@ export class HwWalker {
     for (let level = geo.startLevel; ; level++) {
       const words = pages[page]!;
       const i = 2 * geo.index(ipa, level);
+      out.leafPage = page;
+      out.leafIndex = i;
       const lo = words[i]!;
       const hi = words[i + 1]!;
       out.lo = lo >>> 0;
@@ -287,6 +294,21 @@ export class HwWalker {
       out.afWouldBeSet = !af;
       return true;
     }
+  }
+
+  /**
+   * The MMU's hardware access-flag update (VTCR_EL2.HA) for a successful walk that reported
+   * `afWouldBeSet`: an atomic set of AF in the leaf, with no fault, no TLBI and no change of
+   * refcount (the entry stays counted). `out` is updated to the new descriptor. Returns true
+   * when AF was set.
+   */
+  setAccessFlag(out: HwWalkResult): boolean {
+    if (!out.afWouldBeSet || out.leafPage < 0) return false;
+    const words = this.pgt.pool.pages[out.leafPage]!;
+    words[out.leafIndex] = words[out.leafIndex]! | KVM_PTE_LEAF_ATTR_LO_S2_AF;
+    out.lo = words[out.leafIndex]! >>> 0;
+    out.afWouldBeSet = false;
+    return true;
   }
 
   /**

@@ -19,6 +19,7 @@
  */
 
 import type { AddrLayout } from './descriptor.js';
+import { DOUBLE_FIELD } from './op.js';
 
 /** Physical address of the first table page (the vectors' arena). */
 export const TABLE_ARENA_BASE = 0x100000000000;
@@ -64,7 +65,7 @@ export interface Stage2Events {
 
 /** A fresh MaintenanceOp to reuse. */
 export function newMaintenanceOp(): MaintenanceOp {
-  return { addr: 0.5, size: 0.5, level: 0 };
+  return { addr: DOUBLE_FIELD, size: DOUBLE_FIELD, level: 0 };
 }
 
 /** A Stage2Events that does nothing (for callers that only want the table). */

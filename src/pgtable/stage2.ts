@@ -42,6 +42,7 @@ import { Geometry } from './geometry.js';
 import type { GranuleSize } from './geometry.js';
 import { MemCache, NULL_EVENTS, TLBI_TTL_UNKNOWN, TablePool, newMaintenanceOp } from './pool.js';
 import type { MaintenanceOp, Stage2Events } from './pool.js';
+import { DOUBLE_FIELD, S2Op } from './op.js';
 import {
   KVM_PGTABLE_WALK_LEAF,
   KVM_PGTABLE_WALK_SHARED,
@@ -49,12 +50,15 @@ import {
   KVM_PGTABLE_WALK_SKIP_CMO,
   KVM_PGTABLE_WALK_TABLE_POST,
   KVM_PGTABLE_WALK_TABLE_PRE,
+  VISIT_LEAF,
   VISIT_TABLE_POST,
   VISIT_TABLE_PRE,
   WALK_UPPER_NOOP,
+  WalkCtx,
   Walker,
+  walkContinue,
 } from './walker.js';
-import type { Visitor, WalkCtx } from './walker.js';
+import type { Visitor } from './walker.js';
 
 /** KVM_PGTABLE_S2_NOFWB: this table does not use FWB even if the CPU has it. */
 export const KVM_PGTABLE_S2_NOFWB = 1 << 0;
@@ -70,6 +74,16 @@ export const MAX_TLBI_RANGE_PAGES = 2 ** 21;
 /** KVM_PTE_LEAF_ATTR_S2_PERMS in the lo half (R, W); XN is in the hi half. */
 const PERMS_LO = KVM_PTE_LEAF_ATTR_LO_S2_S2AP_R | KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W;
 const PERMS_HI = KVM_PTE_LEAF_ATTR_HI_S2_XN;
+
+/**
+ * A fast path's "not mine: run the generic walk" (no errno is positive). A fast path returns
+ * it before changing anything, or after changes that are exactly a prefix of what the generic
+ * walk does, which that walk then finds done and continues (see unmapFast).
+ */
+const FALLBACK = 1;
+/** leafFast()'s visits: the attribute walker, or get_leaf's record. */
+const FAST_ATTR = 0;
+const FAST_GET_LEAF = 1;
 
 /** Options of a stage-2 table (what kvm_init_stage2_mmu and the CPU decide). */
 export interface Stage2Options {
@@ -93,13 +107,22 @@ export interface Stage2Options {
   pool?: TablePool;
   /** force_pte_cb(addr, end, prot): forces page mappings (pKVM); default none. */
   forcePteCb?: (addr: number, end: number, prot: number) => boolean;
+  /**
+   * Single-leaf fast paths beside the generic walker (map, unmap, relaxPerms, mkyoung,
+   * getLeaf); default true. Off, every operation goes through the generic walker: the tests
+   * compare both, which must give the same tables, refcounts, events and results.
+   */
+  fastPaths?: boolean;
 }
 
 /** Operation data of the map walker (struct stage2_map_data). */
 class MapData {
-  phys = 0;
+  phys = DOUBLE_FIELD;
   attrLo = 0;
   attrHi = 0;
+  /** stage2_pte_cacheable() and stage2_pte_executable() of a valid leaf with these attributes. */
+  cacheable = false;
+  exec = false;
   mc: MemCache | null = null;
   forcePte = false;
   annotation = false;
@@ -145,32 +168,42 @@ export class Stage2PageTable {
   readonly forcePteCb: ((addr: number, end: number, prot: number) => boolean) | null;
   /** Pool index of the first root page (−1 once destroyed). */
   pgd: number;
+  /** Whether the single-leaf fast paths run (Stage2Options.fastPaths; tests switch it). */
+  fastPaths: boolean;
 
   private readonly mapData = new MapData();
   private readonly unlinkedMapData = new MapData();
   private readonly attrData = new AttrData();
   private readonly attrOut: AttrOut = { lo: 0, hi: 0 };
-  private readonly leaf: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
+  private readonly leaf: LeafBuild = { lo: 0, hi: 0, pa: DOUBLE_FIELD };
   /** The PA of an entry being cleaned (kvm_pte_follow), and the operands handed to events. */
-  private readonly cmo = { pa: 0.5 };
+  private readonly cmo = { pa: DOUBLE_FIELD };
   private readonly op: MaintenanceOp = newMaintenanceOp();
   private readonly leafResult = new LeafResult();
   /**
-   * The addresses of the operation being started: the public entry points (map, unmap,
-   * relaxPerms, mkyoung) set them, or a caller on the fault path sets them itself and calls
-   * mapReq(), unmapReq(), relaxPermsReq() or mkyoungReq(). Doubles in fields are written in
-   * place; as arguments they would be boxed into a new heap number at every call V8 does not
-   * inline (addresses, and 2^32-scale sizes, are past the small-integer range).
+   * The argument-taking entry points (map, unmap, …) put their numbers here and call the
+   * S2Op form: a small wrapper V8 inlines, so the numbers are stored in place rather than
+   * boxed as arguments of the large body. Private scratch, not an interface.
    */
-  reqAddr = 0.5;
-  reqSize = 0.5;
-  reqPhys = 0.5;
+  private readonly args = new S2Op();
+  /** The one-byte range that relax_perms, mkyoung and get_leaf walk (size 1, as the kernel). */
+  private readonly oneByte = new S2Op();
+  /** The visit context of the fast paths (filled as the generic walker fills its own). */
+  private readonly fastCtx = new WalkCtx();
   /** The range of the kvm_tlb_flush_vmid_range() being issued. */
-  private flushAddr = 0.5;
-  private flushSize = 0.5;
+  private flushAddr = DOUBLE_FIELD;
+  private flushSize = DOUBLE_FIELD;
   private lastProt = -1;
   private lastAttrLo = 0;
   private lastAttrHi = 0;
+  private lastCacheable = false;
+  private lastExec = false;
+  /**
+   * The output addresses below which a leaf's kvm_pte_follow() gives back the PA it was built
+   * from (2^48, or 2^52 with LPA2 or 64K pages): the fast path's CMO operand skips the
+   * round trip there.
+   */
+  private readonly oaLimit: number;
   private young = false;
   private mkoldFlag = false;
 
@@ -200,6 +233,13 @@ export class Stage2PageTable {
     this.fwb = opts.fwb && (this.flags & KVM_PGTABLE_S2_NOFWB) === 0;
     this.tlbiRange = opts.tlbiRange ?? true;
     this.forcePteCb = opts.forcePteCb ?? null;
+    this.fastPaths = opts.fastPaths ?? true;
+    let oa = 52;
+    for (; oa > 32; oa--) {
+      const top = 2 ** oa - this.geo.pageSize;
+      if (this.layout.toPhys(this.layout.physLo(top), this.layout.physHi(top)) === top) break;
+    }
+    this.oaLimit = 2 ** oa;
     this.pgd = this.pool.allocContiguous(this.geo.pgdPages);
     if (this.pgd < 0) throw new Error('kvm_pgtable_stage2_init: -ENOMEM (no pages for the PGD)');
     this.mapVisitor = (c, v) => this.stage2MapWalker(c, v);
@@ -417,19 +457,20 @@ export class Stage2PageTable {
    * (bad prot, IDMAP mismatch), −ENOMEM, −ERANGE, or −EAGAIN with HANDLE_FAULT.
    */
   map(addr: number, size: number, phys: number, prot: number, mc: MemCache | null, flags = 0): number {
-    // Addresses go through fields: see Walker.walkRoot (no heap numbers per call).
-    this.reqAddr = addr;
-    this.reqSize = size;
-    this.reqPhys = phys;
-    return this.mapReq(prot, mc, flags);
+    // The numbers go into an operand object: see Walker.walkRoot (no heap numbers per call).
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    o.phys = phys;
+    return this.mapOp(o, prot, mc, flags);
   }
 
-  /** map() of [reqAddr, reqAddr + reqSize) to reqPhys. */
-  mapReq(prot: number, mc: MemCache | null, flags = 0): number {
-    const addr = this.reqAddr;
-    const size = this.reqSize;
+  /** map() of [op.addr, op.addr + op.size) to op.phys; `op` is only read, during the call. */
+  mapOp(op: S2Op, prot: number, mc: MemCache | null, flags = 0): number {
+    const addr = op.addr;
+    const size = op.size;
     const ps = this.geo.pageSize;
-    const phys = Math.floor(this.reqPhys * this.geo.invPageSize) * ps;
+    const phys = Math.floor(op.phys * this.geo.invPageSize) * ps;
     const data = this.mapData;
     data.forcePte = this.forcePteCb !== null && this.forcePteCb(addr, addr + size, prot);
     if (this.flags & KVM_PGTABLE_S2_IDMAP && addr !== phys) return EINVAL;
@@ -440,20 +481,150 @@ export class Stage2PageTable {
       this.lastProt = prot;
       this.lastAttrLo = this.attrOut.lo;
       this.lastAttrHi = this.attrOut.hi;
+      // The predicates read the attribute bits and the valid bit only, never the address.
+      this.lastCacheable = pteCacheable(this.attrOut.lo | KVM_PTE_VALID, this.fwb);
+      this.lastExec = pteExecutable(this.attrOut.lo | KVM_PTE_VALID, this.attrOut.hi);
     }
     data.phys = phys;
     data.attrLo = this.lastAttrLo;
     data.attrHi = this.lastAttrHi;
+    data.cacheable = this.lastCacheable;
+    data.exec = this.lastExec;
     data.mc = mc;
     data.annotation = false;
-    this.walker.reqAddr = addr;
-    this.walker.reqSize = size;
-    return this.walker.walkReq(
-      this.pgd,
-      this.mapVisitor,
-      data,
-      flags | KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF | WALK_UPPER_NOOP,
-    );
+    const walkFlags = flags | KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF | WALK_UPPER_NOOP;
+    if (this.fastPaths) {
+      const ret = this.mapFast(op, data, walkFlags);
+      if (ret !== FALLBACK) return ret;
+    }
+    return this.walker.walkOp(this.pgd, op, this.mapVisitor, data, walkFlags);
+  }
+
+  /**
+   * map()'s fast path, for one whole leaf (a page, or a block that fits at its level): finds
+   * the entry at the leaf's level from the walk cache's deepest known table (or the root),
+   * creating tables on the way with the generic LEAF visit, and installs into an empty entry
+   * with the generic path's effects in its order (CMOs, then get_page and the store; the
+   * LOCKED store of break-before-make is never visible). A non-empty entry at the leaf's level
+   * gets the generic LEAF visit; a table there (a block over a table) goes to the generic
+   * walk. Skipping the table levels above is exact: their TABLE_PRE visits do nothing, as no
+   * block of the leaf's size fits there. Returns the walk's result, or FALLBACK.
+   */
+  private mapFast(op: S2Op, data: MapData, flags: number): number {
+    const geo = this.geo;
+    const addr = op.addr;
+    const size = op.size;
+    let level: number;
+    if (size === geo.pageSize) level = 3;
+    else if (size === geo.sizes[3]) level = 2;
+    else if (size === geo.sizes[2]) level = 1;
+    else return FALLBACK;
+    if (level < geo.startLevel || (level < 3 && (level < geo.minBlockLevel || data.forcePte)))
+      return FALLBACK;
+    const inv = geo.invSizes[level + 1]!;
+    if (Math.floor(addr * inv) * size !== addr || Math.floor(data.phys * inv) * size !== data.phys)
+      return FALLBACK;
+    if (addr < 0 || addr + size > geo.ipaLimit || this.pgd < 0) return FALLBACK;
+    const c = this.fastCtx;
+    c.start = addr;
+    c.addr = addr;
+    c.end = addr + size;
+    c.flags = flags;
+    c.arg = data;
+    for (;;) {
+      this.descend(level);
+      if (c.level === level) {
+        if (c.oldLo === 0 && c.oldHi === 0) {
+          this.installLeaf(c, data, level);
+          return 0;
+        }
+        if (pteIsTable(c.oldLo, level)) return FALLBACK;
+        const ret = this.stage2MapWalker(c, VISIT_LEAF);
+        return walkContinue(flags, ret) ? 0 : ret;
+      }
+      // Above the leaf's level and not a table: the generic LEAF visit (a new table from the
+      // memcache, or a block or annotation broken and replaced by one), then on down from
+      // the top (rare: once per new table).
+      const ret = this.stage2MapWalker(c, VISIT_LEAF);
+      if (!walkContinue(flags, ret)) return ret;
+      if (!pteIsTable(c.words[2 * c.idx]!, c.level)) return 0;
+    }
+  }
+
+  /**
+   * stage2_map_walker_try_leaf() into an empty entry (fastCtx, at `level`): no TLBI (nothing
+   * was valid) and no put_page (nothing was counted); the CMOs before the entry is visible,
+   * then stage2_make_pte(): get_page and the store.
+   */
+  private installLeaf(c: WalkCtx, data: MapData, level: number): void {
+    const leaf = this.leaf;
+    leaf.pa = data.phys;
+    buildValidLeafPte(this.layout, data.attrLo, data.attrHi, level, leaf);
+    const newLo = leaf.lo;
+    const newHi = leaf.hi;
+    if ((c.flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0 && (data.cacheable || data.exec)) {
+      const op = this.op;
+      // kvm_pte_follow(new): the PA itself below oaLimit, where the descriptor keeps every bit.
+      if (data.phys < this.oaLimit) op.addr = data.phys;
+      else {
+        this.layout.toPhysInto(newLo, newHi, this.cmo);
+        op.addr = this.cmo.pa;
+      }
+      op.size = this.geo.sizes[level + 1]!;
+      if (data.cacheable) this.events.dcacheCleanInvalPoc(op);
+      if (data.exec) this.events.icacheInvalPou(op);
+    }
+    this.pool.getPage(c.page);
+    const w = c.words;
+    const i = 2 * c.idx;
+    w[i] = newLo;
+    w[i + 1] = newHi;
+  }
+
+  /**
+   * The fast paths' descent to fastCtx.addr (set by the caller with start, end, flags, arg):
+   * from the walk cache's deepest known table, or the root, through table entries down to
+   * the first entry that is not a table or is at level `stop`, which it leaves in fastCtx
+   * (words, page, idx, oldLo/oldHi, level). Remembers the tables it passes; changes nothing.
+   * The caller has checked that the address is inside the IPA space and the table exists.
+   */
+  private descend(stop: number): void {
+    const geo = this.geo;
+    const pool = this.pool;
+    const walker = this.walker;
+    const c = this.fastCtx;
+    const addr = c.addr;
+    let level = 3;
+    let page = -1;
+    if (stop === 3 && geo.startLevel < 3) page = walker.cachedTable(3, Math.floor(addr * geo.invSizes[3]!));
+    if (page < 0 && stop >= 2 && geo.startLevel < 2) {
+      level = 2;
+      page = walker.cachedTable(2, Math.floor(addr * geo.invSizes[2]!));
+    }
+    if (page < 0) {
+      level = geo.startLevel;
+      page = this.pgd + (geo.pgdPages === 1 ? 0 : Math.floor(addr * geo.invSizes[level]!));
+    }
+    const mask = geo.ptrsPerPte - 1;
+    for (;;) {
+      const words = pool.pages[page]!;
+      const idx = Math.floor(addr * geo.invSizes[level + 1]!) & mask;
+      const lo = words[2 * idx]!;
+      const hi = words[2 * idx + 1]!;
+      if (level === stop || !pteIsTable(lo, level)) {
+        c.words = words;
+        c.page = page;
+        c.idx = idx;
+        c.oldLo = lo;
+        c.oldHi = hi;
+        c.level = level;
+        return;
+      }
+      page = pool.pageOfTable(this.layout, lo, hi);
+      level++;
+      if (level === 2 || level === 3)
+        walker.rememberTable(level, Math.floor(addr * geo.invSizes[level]!), page);
+    }
   }
 
   /**
@@ -468,10 +639,10 @@ export class Stage2PageTable {
     data.forcePte = true;
     data.annotation = true;
     data.ownerLo = ownerId << 2;
-    this.walker.reqAddr = addr;
-    this.walker.reqSize = size;
-    return this.walker.walkReq(
+    return this.walker.walkRoot(
       this.pgd,
+      addr,
+      size,
       this.mapVisitor,
       data,
       KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_LEAF,
@@ -537,30 +708,79 @@ export class Stage2PageTable {
    * split) and frees tables left empty. Returns 0 or a walk error (−ERANGE).
    */
   unmap(addr: number, size: number): number {
-    this.reqAddr = addr;
-    this.reqSize = size;
-    return this.unmapReq();
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    return this.unmapOp(o);
   }
 
-  /** unmap() of [reqAddr, reqAddr + reqSize). */
-  unmapReq(): number {
-    const addr = this.reqAddr;
-    const size = this.reqSize;
-    this.walker.reqAddr = addr;
-    this.walker.reqSize = size;
-    const ret = this.walker.walkReq(
-      this.pgd,
-      this.unmapVisitor,
-      null,
-      KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST | WALK_UPPER_NOOP,
-    );
+  /** unmap() of [op.addr, op.addr + op.size); `op` is only read, during the call. */
+  unmapOp(op: S2Op): number {
+    const flags = KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST | WALK_UPPER_NOOP;
+    let ret = FALLBACK;
+    if (this.fastPaths) ret = this.unmapFast(op, flags);
+    if (ret === FALLBACK) ret = this.walker.walkOp(this.pgd, op, this.unmapVisitor, null, flags);
     // The deferred flush uses the caller's raw range and is issued even if the walk failed.
     if (this.unmapDeferTlbFlush()) {
-      this.flushAddr = addr;
-      this.flushSize = size;
+      this.flushAddr = op.addr;
+      this.flushSize = op.size;
       this.tlbFlushVmidRange();
     }
     return ret;
+  }
+
+  /**
+   * unmap()'s fast path, for one page-aligned page mapped by a last-level table: the generic
+   * LEAF visit of its entry, without the walker. The TABLE_POST visits above do nothing while
+   * that table keeps an entry; when it has none left, it returns FALLBACK and the generic walk
+   * frees the emptied tables (its LEAF visit of the now-empty entry changes nothing, so the
+   * two together are the one generic walk, in its order). Returns 0 or FALLBACK.
+   */
+  private unmapFast(op: S2Op, flags: number): number {
+    const geo = this.geo;
+    const ps = geo.pageSize;
+    const addr = op.addr;
+    if (op.size !== ps || Math.floor(addr * geo.invPageSize) * ps !== addr) return FALLBACK;
+    if (addr < 0 || addr + ps > geo.ipaLimit || this.pgd < 0) return FALLBACK;
+    const c = this.fastCtx;
+    c.start = addr;
+    c.addr = addr;
+    c.end = addr + ps;
+    c.flags = flags;
+    c.arg = null;
+    this.descend(3);
+    if (c.level !== 3) return FALLBACK;
+    this.stage2UnmapWalker(c);
+    return this.pool.pageCount(c.page) > 1 ? 0 : FALLBACK;
+  }
+
+  /**
+   * The single-address walks' fast path (relax_perms and mkyoung through the attribute
+   * walker, get_leaf): the one LEAF visit the generic walk of [op.addr, + 1) makes, at the
+   * first entry on the path that is not a table, made directly. Returns the walk's result
+   * (kvm_pgtable_walk_continue() applied), or FALLBACK outside the IPA space.
+   */
+  private leafFast(op: S2Op, visitor: number, flags: number): number {
+    const geo = this.geo;
+    const ps = geo.pageSize;
+    const start = Math.floor(op.addr * geo.invPageSize) * ps;
+    if (start < 0 || start + ps > geo.ipaLimit || this.pgd < 0) return FALLBACK;
+    const c = this.fastCtx;
+    c.start = start;
+    c.addr = start;
+    c.end = start + ps;
+    c.flags = flags;
+    c.arg = null;
+    this.descend(3);
+    if (visitor === FAST_GET_LEAF) {
+      const r = this.leafResult;
+      r.lo = c.oldLo >>> 0;
+      r.hi = c.oldHi >>> 0;
+      r.level = c.level;
+      return 0;
+    }
+    const ret = this.stage2AttrWalker(c);
+    return walkContinue(flags, ret) ? 0 : ret;
   }
 
   // ---- attribute updates (§5.5) ---------------------------------------------------------
@@ -593,7 +813,15 @@ export class Stage2PageTable {
    * stage2_update_leaf_attrs(). On success the last leaf seen is left in attrData
    * (pteLo/pteHi/level); on error those are not updated. Returns the walk result.
    */
-  private updateLeafAttrs(setLo: number, setHi: number, clrLo: number, clrHi: number, flags: number): number {
+  private updateLeafAttrs(
+    op: S2Op,
+    oneByte: boolean,
+    setLo: number,
+    setHi: number,
+    clrLo: number,
+    clrHi: number,
+    flags: number,
+  ): number {
     const d = this.attrData;
     d.setLo = setLo & KVM_PTE_LEAF_ATTR_LO;
     d.setHi = setHi & KVM_PTE_LEAF_ATTR_HI;
@@ -602,9 +830,17 @@ export class Stage2PageTable {
     const savedLo = d.pteLo;
     const savedHi = d.pteHi;
     const savedLevel = d.level;
-    this.walker.reqAddr = this.reqAddr;
-    this.walker.reqSize = this.reqSize;
-    const ret = this.walker.walkReq(this.pgd, this.attrVisitor, d, flags | KVM_PGTABLE_WALK_LEAF);
+    let ret = FALLBACK;
+    if (oneByte && this.fastPaths) ret = this.leafFast(op, FAST_ATTR, flags | KVM_PGTABLE_WALK_LEAF);
+    if (ret === FALLBACK) {
+      let range = op;
+      if (oneByte) {
+        range = this.oneByte;
+        range.addr = op.addr;
+        range.size = 1;
+      }
+      ret = this.walker.walkOp(this.pgd, range, this.attrVisitor, d, flags | KVM_PGTABLE_WALK_LEAF);
+    }
     if (ret) {
       d.pteLo = savedLo;
       d.pteHi = savedHi;
@@ -618,9 +854,10 @@ export class Stage2PageTable {
    * caller flushes). Returns 0 or a walk error.
    */
   wrprotect(addr: number, size: number): number {
-    this.reqAddr = addr;
-    this.reqSize = size;
-    return this.updateLeafAttrs(0, 0, KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, 0, 0);
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    return this.updateLeafAttrs(o, false, 0, 0, KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, 0, 0);
   }
 
   /**
@@ -628,14 +865,14 @@ export class Stage2PageTable {
    * path). Void in v6.17; the walk result is returned here for callers that want it.
    */
   mkyoung(addr: number, flags = 0): number {
-    this.reqAddr = addr;
-    return this.mkyoungReq(flags);
+    const o = this.args;
+    o.addr = addr;
+    return this.mkyoungOp(o, flags);
   }
 
-  /** mkyoung() at reqAddr. */
-  mkyoungReq(flags = 0): number {
-    this.reqSize = 1;
-    return this.updateLeafAttrs(KVM_PTE_LEAF_ATTR_LO_S2_AF, 0, 0, 0, flags);
+  /** mkyoung() at op.addr (op.size is not read: the kernel walks one byte). */
+  mkyoungOp(op: S2Op, flags = 0): number {
+    return this.updateLeafAttrs(op, true, KVM_PTE_LEAF_ATTR_LO_S2_AF, 0, 0, 0, flags);
   }
 
   /**
@@ -644,13 +881,13 @@ export class Stage2PageTable {
    * then the uninitialised local: 0). Returns 0, −EINVAL (software bits) or −EAGAIN.
    */
   relaxPerms(addr: number, prot: number, flags = 0): number {
-    this.reqAddr = addr;
-    return this.relaxPermsReq(prot, flags);
+    const o = this.args;
+    o.addr = addr;
+    return this.relaxPermsOp(o, prot, flags);
   }
 
-  /** relaxPerms() at reqAddr. */
-  relaxPermsReq(prot: number, flags = 0): number {
-    const addr = this.reqAddr;
+  /** relaxPerms() at op.addr (op.size is not read: the kernel walks one byte). */
+  relaxPermsOp(op: S2Op, prot: number, flags = 0): number {
     if (prot & KVM_PGTABLE_PROT_SW_MASK) return EINVAL;
     let setLo = 0;
     let clrHi = 0;
@@ -659,10 +896,9 @@ export class Stage2PageTable {
     if (prot & KVM_PGTABLE_PROT_X) clrHi |= KVM_PTE_LEAF_ATTR_HI_S2_XN;
     const d = this.attrData;
     d.level = 0;
-    this.reqSize = 1;
-    const ret = this.updateLeafAttrs(setLo, 0, 0, clrHi, flags);
+    const ret = this.updateLeafAttrs(op, true, setLo, 0, 0, clrHi, flags);
     if (ret === 0 || ret === EAGAIN) {
-      this.op.addr = addr;
+      this.op.addr = op.addr;
       this.op.level = d.level;
       this.events.tlbiVmidIpaNsh(this.op);
     }
@@ -694,9 +930,7 @@ export class Stage2PageTable {
   testClearYoung(addr: number, size: number, mkold: boolean): boolean {
     this.young = false;
     this.mkoldFlag = mkold;
-    this.walker.reqAddr = addr;
-    this.walker.reqSize = size;
-    this.walker.walkReq(this.pgd, this.ageVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    this.walker.walkRoot(this.pgd, addr, size, this.ageVisitor, null, KVM_PGTABLE_WALK_LEAF);
     return this.young;
   }
 
@@ -718,9 +952,7 @@ export class Stage2PageTable {
    */
   flush(addr: number, size: number): number {
     if (this.fwb) return 0;
-    this.walker.reqAddr = addr;
-    this.walker.reqSize = size;
-    return this.walker.walkReq(this.pgd, this.flushVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    return this.walker.walkRoot(this.pgd, addr, size, this.flushVisitor, null, KVM_PGTABLE_WALK_LEAF);
   }
 
   // ---- unlinked tables and split (§5.8, §5.9) ----------------------------------------------
@@ -825,9 +1057,7 @@ export class Stage2PageTable {
    * block's R/W/X and software bits. Returns 0, −ENOMEM (cache too small) or −EINVAL.
    */
   split(addr: number, size: number, mc: MemCache): number {
-    this.walker.reqAddr = addr;
-    this.walker.reqSize = size;
-    return this.walker.walkReq(this.pgd, this.splitVisitor, mc, KVM_PGTABLE_WALK_LEAF);
+    return this.walker.walkRoot(this.pgd, addr, size, this.splitVisitor, mc, KVM_PGTABLE_WALK_LEAF);
   }
 
   // ---- lookup and teardown (§4, §5.11) ----------------------------------------------------
@@ -838,19 +1068,25 @@ export class Stage2PageTable {
    * address gives lo = hi = 0 at the level where the hole was found.
    */
   getLeaf(addr: number, out: LeafResult = this.leafResult): number {
-    this.reqAddr = addr;
-    return this.getLeafReq(out);
+    const o = this.args;
+    o.addr = addr;
+    return this.getLeafOp(o, out);
   }
 
-  /** getLeaf() of reqAddr. */
-  getLeafReq(out: LeafResult = this.leafResult): number {
+  /** getLeaf() of op.addr (op.size is not read: the kernel walks one byte). */
+  getLeafOp(op: S2Op, out: LeafResult = this.leafResult): number {
     const r = this.leafResult;
     r.lo = 0;
     r.hi = 0;
     r.level = 0;
-    this.walker.reqAddr = this.reqAddr;
-    this.walker.reqSize = 1;
-    const ret = this.walker.walkReq(this.pgd, this.getLeafVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    let ret = FALLBACK;
+    if (this.fastPaths) ret = this.leafFast(op, FAST_GET_LEAF, KVM_PGTABLE_WALK_LEAF);
+    if (ret === FALLBACK) {
+      const one = this.oneByte;
+      one.addr = op.addr;
+      one.size = 1;
+      ret = this.walker.walkOp(this.pgd, one, this.getLeafVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    }
     if (out !== r) {
       out.lo = r.lo;
       out.hi = r.hi;
@@ -865,10 +1101,10 @@ export class Stage2PageTable {
    */
   destroy(): void {
     if (this.pgd < 0) return;
-    this.walker.reqAddr = 0;
-    this.walker.reqSize = this.geo.ipaLimit;
-    this.walker.walkReq(
+    this.walker.walkRoot(
       this.pgd,
+      0,
+      this.geo.ipaLimit,
       this.freeVisitor,
       null,
       KVM_PGTABLE_WALK_LEAF | KVM_PGTABLE_WALK_TABLE_POST,

@@ -13,6 +13,7 @@ import { EINVAL, ERANGE, EAGAIN, pteIsTable } from './descriptor.js';
 import type { AddrLayout } from './descriptor.js';
 import type { Geometry } from './geometry.js';
 import type { TablePool } from './pool.js';
+import { DOUBLE_FIELD, S2Op } from './op.js';
 
 /** KVM_PGTABLE_WALK_LEAF: visit leaves (and invalid entries). */
 export const KVM_PGTABLE_WALK_LEAF = 1 << 0;
@@ -37,7 +38,7 @@ export const KVM_PGTABLE_WALK_SKIP_CMO = 1 << 6;
  */
 export const WALK_UPPER_NOOP = 1 << 16;
 
-/** Entries of the walk cache (direct-mapped, by last-level-table region). */
+/** Entries of the walk cache per cached level (direct-mapped, by the table's region). */
 const WALK_CACHE_SIZE = 1024;
 
 /** The visit kinds a callback receives (same bits as the walk flags that request them). */
@@ -88,6 +89,14 @@ export class WalkData {
   readonly ctx = new WalkCtx();
 }
 
+/**
+ * kvm_pgtable_walk_continue(): whether a walk goes on after a visit returned `r`: −EAGAIN
+ * goes on unless HANDLE_FAULT, other errors stop it. Returns the test.
+ */
+export function walkContinue(flags: number, r: number): boolean {
+  return r === EAGAIN ? (flags & KVM_PGTABLE_WALK_HANDLE_FAULT) === 0 : r === 0;
+}
+
 /** Deepest nesting of walks (map → free_unlinked; split → create_unlinked → free_unlinked). */
 const MAX_DEPTH = 6;
 
@@ -99,27 +108,27 @@ export class Walker {
   private readonly stack: WalkData[] = [];
   private depth = 0;
   /**
-   * The walk cache: like a hardware walk cache, it remembers which last-level table maps a
-   * region (one level-2 entry's span), so that a single-page walk skips the levels above.
-   * An entry is valid while its generation equals `gen`, which bumps whenever a table
-   * descriptor is removed or replaced (bumpGen()); installing a table never makes an
-   * existing entry wrong, as entries only ever name reachable tables.
+   * The walk cache: like a hardware walk cache, it remembers which level-3 table maps a
+   * region (one level-2 entry's span) and which level-2 table maps a region (one level-1
+   * entry's span), so that a single-leaf walk skips the levels above (slot L − 2 of each
+   * array block holds level L). An entry is valid while its generation equals `gen`, which
+   * bumps whenever a table descriptor is removed or replaced (bumpGen()); installing a table
+   * never makes an existing entry wrong, as entries only ever name reachable tables.
    */
-  private readonly cacheTag = new Float64Array(WALK_CACHE_SIZE).fill(-1);
-  private readonly cachePage = new Int32Array(WALK_CACHE_SIZE);
-  private readonly cacheGen = new Float64Array(WALK_CACHE_SIZE).fill(-1);
+  private readonly cacheTag = new Float64Array(2 * WALK_CACHE_SIZE).fill(-1);
+  private readonly cachePage = new Int32Array(2 * WALK_CACHE_SIZE);
+  private readonly cacheGen = new Float64Array(2 * WALK_CACHE_SIZE).fill(-1);
   private gen = 0;
-  /** Whether single-page walks may use the walk cache (on by default; tests compare both). */
+  /** Whether single-leaf walks may use the walk cache (on by default; tests compare both). */
   useCache = true;
   /**
-   * The range of the walk being started: walkRoot() sets them, or a caller on the fault path
-   * sets them itself and calls walkReq(). Doubles kept in fields are written in place; passed
-   * as arguments they would be boxed into a new heap number at every call V8 does not inline.
+   * The aligned range of the walk being started, consumed by startWalk() before any visit
+   * (so a nested walk may reuse them). Private scratch, not an interface.
    */
-  reqAddr = 0.5;
-  reqSize = 0.5;
-  /** The aligned end of the walk being started (walkReq). */
-  private reqEnd = 0.5;
+  private spanStart = DOUBLE_FIELD;
+  private spanEnd = DOUBLE_FIELD;
+  /** walkRoot()'s operands, handed to walkOp(). */
+  private readonly args = new S2Op();
 
   constructor(geo: Geometry, layout: AddrLayout, pool: TablePool) {
     this.geo = geo;
@@ -144,13 +153,33 @@ export class Walker {
   }
 
   /**
-   * Starts walk `d` over [reqAddr, reqEnd): the range comes in fields, as arguments would be
-   * boxed wherever V8 does not inline the call. `fromRoot`: the walk starts at the root (the
-   * walk cache may remember its last-level tables).
+   * The level-`level` table (2 or 3) the walk cache knows for `region` (the IPA divided by
+   * geo.sizes[level], the span of the entry above), for the page table's fast paths.
+   * Returns its pool index, or −1 (unknown, or the cache is off).
    */
-  private startWalkReq(d: WalkData, fromRoot: boolean): void {
-    const start = this.reqAddr;
-    const end = this.reqEnd;
+  cachedTable(level: number, region: number): number {
+    if (!this.useCache) return -1;
+    const slot = (region & (WALK_CACHE_SIZE - 1)) + (level - 2) * WALK_CACHE_SIZE;
+    if (this.cacheTag[slot] !== region || this.cacheGen[slot] !== this.gen) return -1;
+    return this.cachePage[slot]!;
+  }
+
+  /** Remembers that the level-`level` table (2 or 3) for `region` is pool page `page`. */
+  rememberTable(level: number, region: number, page: number): void {
+    const slot = (region & (WALK_CACHE_SIZE - 1)) + (level - 2) * WALK_CACHE_SIZE;
+    this.cacheTag[slot] = region;
+    this.cachePage[slot] = page;
+    this.cacheGen[slot] = this.gen;
+  }
+
+  /**
+   * Starts walk `d` over [spanStart, spanEnd) (fields: arguments would be boxed wherever V8
+   * does not inline the call). `fromRoot`: the walk starts at the root (the walk cache may
+   * remember its tables).
+   */
+  private startWalk(d: WalkData, fromRoot: boolean): void {
+    const start = this.spanStart;
+    const end = this.spanEnd;
     d.start = start;
     d.addr = start;
     d.end = end;
@@ -172,33 +201,33 @@ export class Walker {
    * the root pages. Returns 0, −ERANGE outside the IPA space, or the stopping visitor's error.
    */
   walkRoot(pgd: number, addr: number, size: number, cb: Visitor, arg: unknown, flags: number): number {
-    // A small wrapper that the JIT inlines into callers: the addresses go into fields (stored
-    // in place as doubles) rather than as arguments to the large body, which V8 would box as
-    // heap numbers on every call once they exceed the small-integer range.
-    this.reqAddr = addr;
-    this.reqSize = size;
-    return this.walkReq(pgd, cb, arg, flags);
+    // A small wrapper that the JIT inlines into callers: the addresses go into an operand
+    // object (stored in place as doubles) rather than as arguments to the large body, which
+    // V8 would box as heap numbers on every call once they exceed the small-integer range.
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    return this.walkOp(pgd, o, cb, arg, flags);
   }
 
-  /** walkRoot() of [reqAddr, reqAddr + reqSize). */
-  walkReq(pgd: number, cb: Visitor, arg: unknown, flags: number): number {
+  /** walkRoot() of [op.addr, op.addr + op.size); `op` is only read, during the call. */
+  walkOp(pgd: number, op: S2Op, cb: Visitor, arg: unknown, flags: number): number {
     const geo = this.geo;
     const ps = geo.pageSize;
     const inv = geo.invPageSize;
-    const start = Math.floor(this.reqAddr * inv) * ps;
-    const end = Math.ceil((start + this.reqSize) * inv) * ps;
+    const start = Math.floor(op.addr * inv) * ps;
+    const end = Math.ceil((start + op.size) * inv) * ps;
     const limit = geo.ipaLimit;
     if (start > limit || end > limit) return ERANGE;
     if (pgd < 0) return EINVAL;
+    this.spanStart = start;
+    this.spanEnd = end;
     if (end - start === ps && this.useCache) {
-      this.reqAddr = start;
       const ret = this.walkCached(cb, arg, flags);
       if (ret !== 1) return ret;
     }
     const d = this.beginWalk(cb, arg, flags);
-    this.reqAddr = start;
-    this.reqEnd = end;
-    this.startWalkReq(d, true);
+    this.startWalk(d, true);
     let ret = 0;
     // kvm_pgd_page_idx(start), inline (start is below the IPA limit): pgdPageIndex() would
     // take the address as an argument.
@@ -220,14 +249,12 @@ export class Walker {
    */
   private walkCached(cb: Visitor, arg: unknown, flags: number): number {
     const geo = this.geo;
-    const start = this.reqAddr;
-    const end = start + geo.pageSize;
+    const start = this.spanStart;
     if (flags & (KVM_PGTABLE_WALK_TABLE_PRE | KVM_PGTABLE_WALK_TABLE_POST) && !(flags & WALK_UPPER_NOOP))
       return 1;
     const region = Math.floor(start * geo.invSizes[3]!);
-    const slot = region & (WALK_CACHE_SIZE - 1);
-    if (this.cacheTag[slot] !== region || this.cacheGen[slot] !== this.gen) return 1;
-    const page = this.cachePage[slot]!;
+    const page = this.cachedTable(3, region);
+    if (page < 0) return 1;
     const words = this.pool.pages[page]!;
     const idx = (start - region * geo.sizes[3]!) * geo.invPageSize;
     if (flags & KVM_PGTABLE_WALK_TABLE_POST) {
@@ -235,8 +262,7 @@ export class Walker {
       if (this.pool.pageCount(page) - counted <= 1) return 1;
     }
     const d = this.beginWalk(cb, arg, flags);
-    this.reqEnd = end;
-    this.startWalkReq(d, true);
+    this.startWalk(d, true);
     const ret = this.visit(d, words, page, idx, 3);
     this.endWalk();
     return ret;
@@ -248,9 +274,9 @@ export class Walker {
    */
   walkDetached(page: number, level: number, end: number, cb: Visitor, arg: unknown, flags: number): number {
     const d = this.beginWalk(cb, arg, flags);
-    this.reqAddr = 0;
-    this.reqEnd = end;
-    this.startWalkReq(d, false);
+    this.spanStart = 0;
+    this.spanEnd = end;
+    this.startWalk(d, false);
     const ret = this.walkTable(d, page, level);
     this.endWalk();
     return ret;
@@ -270,9 +296,8 @@ export class Walker {
     return ret;
   }
 
-  /** kvm_pgtable_walk_continue(): −EAGAIN goes on unless HANDLE_FAULT; else only 0 does. */
   private static cont(flags: number, r: number): boolean {
-    return r === EAGAIN ? (flags & KVM_PGTABLE_WALK_HANDLE_FAULT) === 0 : r === 0;
+    return walkContinue(flags, r);
   }
 
   /** __kvm_pgtable_visit(): one entry. Returns 0 to go on, or the error that stops the walk. */
@@ -306,13 +331,8 @@ export class Walker {
       return 0;
     }
     const child = this.pool.pageOfTable(this.layout, oldLo, oldHi);
-    if (level === 2 && d.fromRoot) {
-      const region = Math.floor(d.addr * this.geo.invSizes[3]!);
-      const slot = region & (WALK_CACHE_SIZE - 1);
-      this.cacheTag[slot] = region;
-      this.cachePage[slot] = child;
-      this.cacheGen[slot] = this.gen;
-    }
+    if ((level === 2 || level === 1) && d.fromRoot)
+      this.rememberTable(level + 1, Math.floor(d.addr * this.geo.invSizes[level + 1]!), child);
     ret = this.walkTable(d, child, level + 1);
     if (!Walker.cont(flags, ret)) return ret;
     if (flags & KVM_PGTABLE_WALK_TABLE_POST) {
@@ -331,7 +351,7 @@ export class Walker {
     oldHi: number,
     level: number,
   ): WalkCtx {
-    // start, end, flags and arg are the walk's own: set once by startWalkReq(); addr is stored
+    // start, end, flags and arg are the walk's own: set once by startWalk(); addr is stored
     // by the caller (a double: as an argument V8 would box it).
     const c = d.ctx;
     c.words = words;

@@ -21,6 +21,8 @@ export type ReplayOp =
       fwb: boolean;
       startLevel?: number;
       tlbiRange: boolean;
+      /** kvm_lpa2_is_enabled() (4K/16K only; `lpa2=1`). */
+      lpa2: boolean;
     }
   | { op: 'map'; line: number; ipa: number; size: number; pa: number; prot: number }
   | { op: 'unmap' | 'wrprotect' | 'mkold' | 'flush' | 'split'; line: number; ipa: number; size: number }
@@ -32,15 +34,20 @@ export type ReplayOp =
 export interface ReplayOptions {
   /** Use the walker's single-page walk cache (default true); the output must not change. */
   walkCache?: boolean;
+  /** Use the page table's single-leaf fast paths (default true); the output must not change. */
+  fastPaths?: boolean;
 }
 
 /** A replay input error: the 1-based line number and what is wrong with it. */
 export class ReplayError extends Error {
   readonly line: number;
+  /** The message without its line number. */
+  readonly detail: string;
   constructor(line: number, message: string) {
     super(`line ${line}: ${message}`);
     this.name = 'ReplayError';
     this.line = line;
+    this.detail = message;
   }
 }
 
@@ -92,10 +99,10 @@ function parseInit(fields: string[], line: number): ReplayOp {
     const eq = f.indexOf('=');
     if (eq <= 0) throw new ReplayError(line, `init: expected key=value, got '${f}'`);
     const k = f.slice(0, eq);
-    if (!['ipa_bits', 'granule', 'fwb', 'start_level', 'tlbi_range'].includes(k)) {
+    if (!['ipa_bits', 'granule', 'fwb', 'start_level', 'tlbi_range', 'lpa2'].includes(k)) {
       throw new ReplayError(
         line,
-        `init: unknown key '${k}' (expected ipa_bits, granule, fwb, start_level, tlbi_range)`,
+        `init: unknown key '${k}' (expected ipa_bits, granule, fwb, start_level, tlbi_range, lpa2)`,
       );
     }
     if (kv.has(k)) throw new ReplayError(line, `init: '${k}' given twice`);
@@ -123,7 +130,9 @@ function parseInit(fields: string[], line: number): ReplayOp {
     granule,
     fwb: bool('fwb', false),
     tlbiRange: bool('tlbi_range', true),
+    lpa2: bool('lpa2', false),
   };
+  if (op.lpa2 && granule === 65536) throw new ReplayError(line, 'lpa2: not available with 64K pages');
   const sl = kv.get('start_level');
   if (sl !== undefined) {
     if (!/^-?[0-3]$/.test(sl) || sl === '-0' || Number(sl) < -1) {
@@ -163,7 +172,10 @@ export function parseReplay(text: string): ReplayOp[] {
       );
     }
     if (fields.length - 1 !== arity) {
-      throw new ReplayError(line, `${word}: expected ${arity} argument(s): ${USAGE[word]}`);
+      throw new ReplayError(
+        line,
+        `${word}: expected ${arity} argument${arity === 1 ? '' : 's'}, found ${fields.length - 1}: ${USAGE[word]}`,
+      );
     }
     if (!haveInit) throw new ReplayError(line, `${word} before any init`);
     const ipa = arity > 0 ? parseNum(fields[1]!, line, 'IPA') : 0;
@@ -257,6 +269,8 @@ export function runReplay(
         fwb: op.fwb,
         ...(op.startLevel !== undefined ? { startLevel: op.startLevel } : {}),
         tlbiRange: op.tlbiRange,
+        lpa2: op.lpa2,
+        fastPaths: opts.fastPaths ?? true,
         events,
       });
       if (opts.walkCache === false) pgt.walker.useCache = false;

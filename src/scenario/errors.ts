@@ -165,7 +165,9 @@ export const M = {
     `[${formatHex(start)}, ${formatHex(end)}) overlaps ${other} [${formatHex(otherStart)}, ${formatHex(otherEnd)})`,
 
   // The host and the VM.
-  ipaLimit: "KVM_CREATE_VM accepts 32 bits up to the host's paBits",
+  ipaLimit: (limit: number): string =>
+    `KVM_CREATE_VM accepts 32 bits up to the host's IPA limit, ${limit} bits ` +
+    '(kvm_set_ipa_limit(): paBits, capped at 48 with a 4K or 16K granule unless cpu.lpa2)',
   defaultIpaBits: (paBits: number): string =>
     `the default of 40 bits is more than paBits (${paBits}); give an ipaBits from 32 to ${paBits}`,
   vmMteWithoutCpuMte: 'the CPU has no MTE (cpu.mte is false), so KVM does not offer KVM_CAP_ARM_MTE',
@@ -225,6 +227,45 @@ export const M = {
   protectNeedsMaywrite: (prot: string, name: string): string =>
     `"${prot}" adds write permission, but VMA "${name}" lacks VM_MAYWRITE (mprotect would fail with EACCES); ` +
     'give it the "maywrite" flag',
+
+  // Host events (mmap, munmap, poison, races, hva memslots).
+  userfaultfdShape:
+    'expected "missing" or an object { "mode": "missing", "resolve": "page" | "range", ' +
+    '"copyFrom": "registration" | "zero" }',
+  memslotVmaOrHva: 'give either "vma" (with an optional "offset") or "hva", not both',
+  memslotNeedsVmaOrHva: 'missing required key: a memslot names a "vma" or an "hva"',
+  tablePagesMax: 'at least the stage-2 PGD (one page or a few concatenated ones)',
+  poisonRawPfn: (backing: string): string =>
+    `memory_failure() finds no rmap to unmap in a "${backing}" VMA (raw pfns, no struct page mapping); ` +
+    'poison an anon, thp, shmem or hugetlb VMA',
+  beyondVmaAt: (offset: number, name: string, vmaSize: number): string =>
+    `offset ${formatHex(offset)} is past the end of VMA "${name}" (${formatHex(vmaSize)} bytes)`,
+
+  // Guest memory contents and stage 1 (issue 8).
+  u64: 'expected a 64-bit value: a hex string of up to 16 digits such as "0x0123_4567_89ab_cdef", a decimal string, or a number below 2^53',
+  hexBytes: 'expected bytes as a non-empty string of hex digit pairs, such as "a1b2c3"',
+  initShape: 'expected { "offset", "u64" } or { "offset", "hex" }',
+  initOneOf: 'give exactly one of "u64" and "hex"',
+  vmmWriteNeedsWrite: (name: string): string =>
+    `VMA "${name}" is not writable: the VMM's write through its own mapping would take SIGSEGV (give it "w" in prot)`,
+  bytesBeyondVma: (offset: number, n: number, name: string, vmaSize: number): string =>
+    `${n} byte(s) at offset ${formatHex(offset)} run past the end of VMA "${name}" (${formatHex(vmaSize)} bytes)`,
+  valueNotFor: (key: string, access: string): string =>
+    `"${key}" is not used by a "${access}" access (` +
+    (key === 'expect' ? 'only "cas" compares' : 'only "write", "st-preidx" and "cas" store a value') +
+    ')',
+  valueUnaligned:
+    'an access that stores or compares a value works on 8 aligned bytes: the address must be a multiple of 8',
+  vaBits: 'TCR_EL1.T0SZ from 16 to 39',
+  ips: (limit: number): string =>
+    `expected one of 32, 36, 40, 42, 44, 48, at most ${limit} (vm.ipaBits, and 48 without LPA)`,
+  stage1VaSpace: (vaBits: number): string => `the guest's ${vaBits}-bit VA space (guest.stage1.vaBits)`,
+  stage1IpaSpace: (ips: number): string => `the ${ips}-bit stage-1 output space (guest.stage1.ips)`,
+  leafTableOfUnmapped: (va: number): string =>
+    `${formatHex(va)} is not mapped by an earlier entry of mappings (leafTableOf names the VA whose leaf table to alias)`,
+  stage1TablesOutsideMemslots: (ipa: number, n: number): string =>
+    `the stage-1 builder needs ${n} table page(s) from "tables"; the one at ${formatHex(ipa)} lies in no memslot`,
+  dczvaBytes: 'DCZID_EL0.BS: a power of two from 4 to 2048 bytes',
 
   // JSON text.
   jsonSyntax: (detail: string): string => `invalid JSON: ${detail}`,

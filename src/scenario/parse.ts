@@ -15,12 +15,13 @@ import {
   ACCESS_KINDS,
   BACKINGS,
   CPU_FEATURES,
+  CPU_OPTIONAL_FEATURES,
+  CPU_OPTION_KEYS,
   CPU_PROFILES,
   DIRTY_LOG_OPS,
   GRANULE_BYTES,
   GRANULES,
   GUEST_APS,
-  GUEST_VA_LIMIT,
   HOST_MAPPINGS,
   HUGETLB_SIZES,
   KERNELS,
@@ -28,15 +29,22 @@ import {
   MEM_TYPES,
   MEMSLOT_FLAG_NAMES,
   MIN_IPA_BITS,
+  MMIO_WRITES,
+  ON_ERRORS,
   PA_BITS,
   PHYS_TYPES,
   PROTS,
+  RACES,
   STEP_KINDS,
   TOUCH_ORDERS,
+  UFFD_COPY_FROMS,
+  UFFD_RESOLVES,
   USER_VA_LIMIT,
   VMA_FLAG_NAMES,
 } from './types.js';
 import type {
+  CpuOptions,
+  VmaInit,
   AccessKind,
   AddressSpace,
   Backing,
@@ -51,12 +59,15 @@ import type {
   Scenario,
   ScenarioCpu,
   Step,
+  Userfaultfd,
   Vma,
   VmaFlags,
   VmConfig,
 } from './types.js';
 import { tryParseValue, VALUE_LIMIT } from './values.js';
+import { NO_CPU_FEATURES, kvmIpaLimitBits, kvmLpa2IsEnabled } from '../mmu/cpu.js';
 import { indexPath, keyPath, M, parentPath, ScenarioError } from './errors.js';
+import { GuestStage1 as Stage1Builder } from '../mmu/stage1.js';
 import type { ScenarioIssue } from './errors.js';
 
 /**
@@ -268,7 +279,7 @@ class Checker {
 // The scenario, section by section.
 
 const TOP_REQUIRED = ['cpu', 'granule', 'physical', 'vmas', 'memslots', 'steps'] as const;
-const TOP_OPTIONAL = ['description', 'kernel', 'paBits', 'vm', 'guest'] as const;
+const TOP_OPTIONAL = ['description', 'kernel', 'paBits', 'vm', 'guest', 'onError'] as const;
 
 /** What is known about the scenario while its later sections are checked. */
 interface Context {
@@ -283,6 +294,8 @@ interface Context {
   readonly vmaNames: Map<string, Vma | undefined>;
   /** True when guest stage 1 is on: accesses name VAs. */
   readonly stage1: boolean;
+  /** The physical memory map once read (an `mmap` step's pfnmap VMA is checked against it). */
+  physical?: readonly PhysicalRegion[] | undefined;
 }
 
 function check(input: unknown): { scenario: Scenario | undefined; issues: readonly ScenarioIssue[] } {
@@ -296,7 +309,17 @@ function check(input: unknown): { scenario: Scenario | undefined; issues: readon
   const paBits = Object.hasOwn(root, 'paBits') ? c.oneOf(root.paBits, 'paBits', PA_BITS) : 48;
   const cpu = readCpu(c, get(root, 'cpu'));
   const cpuMte = cpu === undefined ? undefined : cpu.mte;
-  const vm = readVm(c, get(root, 'vm'), paBits, cpuMte);
+  // kvm_set_ipa_limit(): beyond 48 bits with 4K/16K pages needs LPA2.
+  const lpa2 = cpu !== undefined && cpu.lpa2 === true;
+  const ipaLimit =
+    paBits === undefined || granule === undefined
+      ? paBits
+      : kvmIpaLimitBits(
+          paBits,
+          GRANULE_BYTES[granule],
+          kvmLpa2IsEnabled({ ...NO_CPU_FEATURES, lpa2 }, GRANULE_BYTES[granule]),
+        );
+  const vm = readVm(c, get(root, 'vm'), ipaLimit, cpuMte);
   const page = granule === undefined ? undefined : GRANULE_BYTES[granule];
   const guestValue = get(root, 'guest');
   const ctx: Context = {
@@ -309,10 +332,11 @@ function check(input: unknown): { scenario: Scenario | undefined; issues: readon
     stage1: guestValue !== undefined,
   };
   const physical = readPhysical(ctx, get(root, 'physical'));
+  ctx.physical = physical;
   const vmas = readVmas(ctx, get(root, 'vmas'), physical);
   const slots = new SlotTracker(ctx);
   const memslots = readMemslots(ctx, get(root, 'memslots'), slots);
-  const guest = guestValue === undefined ? null : readGuest(ctx, guestValue, memslots);
+  const guest = guestValue === undefined ? null : readGuest(ctx, guestValue, memslots, vm?.ipaBits);
   const steps = readSteps(ctx, get(root, 'steps'), slots);
 
   const scenario = complete<Scenario>({
@@ -328,6 +352,19 @@ function check(input: unknown): { scenario: Scenario | undefined; issues: readon
     guest,
     steps,
   });
+  // onError is kept only when given (absent means "continue").
+  const onError = Object.hasOwn(root, 'onError') ? c.oneOf(root.onError, 'onError', ON_ERRORS) : undefined;
+  const cpuOptions = readCpuOptions(c, get(root, 'cpu'));
+  if (scenario !== undefined && cpuOptions === undefined) return { scenario: undefined, issues: c.issues };
+  if (scenario !== undefined && (onError !== undefined || cpuOptions !== null))
+    return {
+      scenario: {
+        ...scenario,
+        ...(onError !== undefined ? { onError } : {}),
+        ...(cpuOptions !== null ? { cpuOptions } : {}),
+      },
+      issues: c.issues,
+    };
   return { scenario, issues: c.issues };
 }
 
@@ -344,7 +381,10 @@ function readCpu(c: Checker, v: unknown): ScenarioCpu | undefined {
   const obj = c.object(
     v,
     'cpu',
-    { required: withProfile ? ['profile'] : [], optional: CPU_FEATURES },
+    {
+      required: withProfile ? ['profile'] : [],
+      optional: [...CPU_FEATURES, ...CPU_OPTIONAL_FEATURES, ...CPU_OPTION_KEYS],
+    },
     M.expectedCpu,
   );
   if (obj === undefined) return undefined;
@@ -364,7 +404,10 @@ function readCpu(c: Checker, v: unknown): ScenarioCpu | undefined {
       lse: undefined,
     };
     for (const name of CPU_FEATURES) features[name] = c.bool(get(obj, name), keyPath('cpu', name));
-    return complete(features);
+    const done = complete(features);
+    const lpa2 = readCpuLpa2(c, obj);
+    if (done === undefined || lpa2 === null) return undefined;
+    return lpa2 === undefined ? done : { ...done, lpa2 };
   }
   const profile = c.oneOf(obj.profile, 'cpu.profile', CPU_PROFILES);
   const overrides: Partial<Record<keyof CpuFeatures, boolean>> = {};
@@ -375,7 +418,16 @@ function readCpu(c: Checker, v: unknown): ScenarioCpu | undefined {
     if (b === undefined) ok = false;
     else overrides[name] = b;
   }
+  const lpa2 = readCpuLpa2(c, obj);
+  if (lpa2 === null) ok = false;
+  else if (lpa2 !== undefined) overrides.lpa2 = lpa2;
   return ok && profile !== undefined ? { profile, ...overrides } : undefined;
+}
+
+/** `cpu.lpa2` (optional, default false): the value, undefined when absent, null when bad. */
+function readCpuLpa2(c: Checker, obj: Record<string, unknown>): boolean | undefined | null {
+  if (!Object.hasOwn(obj, 'lpa2')) return undefined;
+  return c.bool(obj.lpa2, 'cpu.lpa2') ?? null;
 }
 
 function readVm(
@@ -389,12 +441,15 @@ function readVm(
     if (paBits !== undefined && paBits < defaults.ipaBits) c.report('vm.ipaBits', M.defaultIpaBits(paBits));
     return defaults;
   }
-  const obj = c.object(v, 'vm', { required: [], optional: ['ipaBits', 'mte', 'nisvToUser'] });
+  const obj = c.object(v, 'vm', {
+    required: [],
+    optional: ['ipaBits', 'mte', 'nisvToUser', 'tablePagesMax', 'mmioWrites'],
+  });
   if (obj === undefined) return undefined;
   const limit = paBits ?? 52;
   let ipaBits: number | undefined = defaults.ipaBits;
   if (Object.hasOwn(obj, 'ipaBits')) {
-    ipaBits = c.integer(obj.ipaBits, 'vm.ipaBits', MIN_IPA_BITS, limit, M.ipaLimit);
+    ipaBits = c.integer(obj.ipaBits, 'vm.ipaBits', MIN_IPA_BITS, limit, M.ipaLimit(limit));
   } else if (paBits !== undefined && paBits < defaults.ipaBits) {
     c.report('vm.ipaBits', M.defaultIpaBits(paBits));
     ipaBits = undefined;
@@ -402,7 +457,24 @@ function readVm(
   const mte = Object.hasOwn(obj, 'mte') ? c.bool(obj.mte, 'vm.mte') : defaults.mte;
   if (mte === true && cpuMte === false) c.report('vm.mte', M.vmMteWithoutCpuMte);
   const nisvToUser = Object.hasOwn(obj, 'nisvToUser') ? c.bool(obj.nisvToUser, 'vm.nisvToUser') : false;
-  return complete<VmConfig>({ ipaBits, mte: mte === true && cpuMte === false ? undefined : mte, nisvToUser });
+  const vm = complete<VmConfig>({
+    ipaBits,
+    mte: mte === true && cpuMte === false ? undefined : mte,
+    nisvToUser,
+  });
+  // The host-event keys are kept only when given (absent: no limit, "drop").
+  const tablePagesMax = Object.hasOwn(obj, 'tablePagesMax')
+    ? c.integer(obj.tablePagesMax, 'vm.tablePagesMax', 1, 2 ** 31 - 1, M.tablePagesMax)
+    : undefined;
+  const mmioWrites = Object.hasOwn(obj, 'mmioWrites')
+    ? c.oneOf(obj.mmioWrites, 'vm.mmioWrites', MMIO_WRITES)
+    : undefined;
+  if (vm === undefined) return undefined;
+  return {
+    ...vm,
+    ...(tablePagesMax !== undefined ? { tablePagesMax } : {}),
+    ...(mmioWrites !== undefined ? { mmioWrites } : {}),
+  };
 }
 
 function readPhysical(ctx: Context, v: unknown): readonly PhysicalRegion[] | undefined {
@@ -440,7 +512,16 @@ function readPhysical(ctx: Context, v: unknown): readonly PhysicalRegion[] | und
 }
 
 const VMA_REQUIRED = ['name', 'start', 'size', 'backing', 'prot'] as const;
-const VMA_OPTIONAL = ['memType', 'flags', 'userfaultfd', 'hugePage', 'pa', 'hostMapping'] as const;
+const VMA_OPTIONAL = [
+  'memType',
+  'flags',
+  'userfaultfd',
+  'hugePage',
+  'pa',
+  'hostMapping',
+  'init',
+  'populate',
+] as const;
 /** Backings whose VMAs Linux marks VM_MTE_ALLOWED on an MTE CPU, and that userfaultfd accepts. */
 const MEMORY_BACKINGS: readonly Backing[] = ['anon', 'thp', 'shmem', 'hugetlb'];
 
@@ -512,9 +593,9 @@ function readVma(
 
   const flags = readVmaFlags(c, obj, path, backing, prot);
   const userfaultfd = Object.hasOwn(obj, 'userfaultfd')
-    ? c.oneOf(obj.userfaultfd, `${path}.userfaultfd`, ['missing'] as const)
+    ? readUserfaultfd(c, obj.userfaultfd, `${path}.userfaultfd`)
     : null;
-  if (userfaultfd === 'missing' && backing !== undefined && !MEMORY_BACKINGS.includes(backing)) {
+  if (userfaultfd && backing !== undefined && !MEMORY_BACKINGS.includes(backing)) {
     c.report(`${path}.userfaultfd`, M.userfaultfdBacking(backing));
     ok = false;
   }
@@ -536,7 +617,20 @@ function readVma(
   ok = only('pa', ['pfnmap', 'mixedmap']) && ok;
   ok = only('hostMapping', ['pfnmap', 'mixedmap']) && ok;
 
-  const common = { name, start, size, prot, memType, flags, userfaultfd };
+  const init = Object.hasOwn(obj, 'init') ? readInit(c, obj.init, `${path}.init`, name, size, prot) : null;
+  const populate = Object.hasOwn(obj, 'populate') ? c.bool(obj.populate, `${path}.populate`) : false;
+  if (init === undefined || populate === undefined) ok = false;
+  const common = {
+    name,
+    start,
+    size,
+    prot,
+    memType,
+    flags,
+    userfaultfd,
+    ...(init ? { init } : {}),
+    ...(populate ? { populate } : {}),
+  };
   if (backing === 'hugetlb') {
     if (!Object.hasOwn(obj, 'hugePage')) {
       c.report(`${path}.hugePage`, M.missingFor(backing));
@@ -570,6 +664,32 @@ function readVma(
     return ok ? complete<Vma>({ ...common, backing, pa, hostMapping }) : undefined;
   }
   return ok && backing !== undefined ? complete<Vma>({ ...common, backing }) : undefined;
+}
+
+/**
+ * A VMA's `userfaultfd`: the string `"missing"`, or `{ "mode": "missing", "resolve", "copyFrom" }`
+ * (defaults `"page"` and `"registration"`). Returns the normalised registration.
+ */
+function readUserfaultfd(c: Checker, v: unknown, path: string): Userfaultfd | undefined {
+  if (typeof v === 'string') {
+    const mode = c.oneOf(v, path, ['missing'] as const);
+    return mode === undefined ? undefined : { mode, resolve: 'page', copyFrom: 'registration' };
+  }
+  const obj = c.object(
+    v,
+    path,
+    { required: ['mode'], optional: ['resolve', 'copyFrom'] },
+    M.userfaultfdShape,
+  );
+  if (obj === undefined) return undefined;
+  const mode = c.oneOf(get(obj, 'mode'), `${path}.mode`, ['missing'] as const);
+  const resolve = Object.hasOwn(obj, 'resolve')
+    ? c.oneOf(obj.resolve, `${path}.resolve`, UFFD_RESOLVES)
+    : 'page';
+  const copyFrom = Object.hasOwn(obj, 'copyFrom')
+    ? c.oneOf(obj.copyFrom, `${path}.copyFrom`, UFFD_COPY_FROMS)
+    : 'registration';
+  return complete<Userfaultfd>({ mode, resolve, copyFrom });
 }
 
 function readHugePage(ctx: Context, v: unknown, path: string): number | undefined {
@@ -689,7 +809,10 @@ class SlotTracker {
   }
 }
 
-const MEMSLOT_SHAPE: Shape = { required: ['slot', 'gpa', 'size', 'vma'], optional: ['offset', 'flags'] };
+const MEMSLOT_SHAPE: Shape = {
+  required: ['slot', 'gpa', 'size'],
+  optional: ['vma', 'offset', 'flags', 'hva'],
+};
 
 function readMemslot(
   ctx: Context,
@@ -702,7 +825,13 @@ function readMemslot(
   const id = c.integer(get(obj, 'slot'), `${path}.slot`, 0, MAX_SLOT_ID, M.slotIdLimit);
   const gpa = c.value(get(obj, 'gpa'), `${path}.gpa`);
   const size = c.size(get(obj, 'size'), `${path}.size`);
-  const vmaName = c.string(get(obj, 'vma'), `${path}.vma`);
+  // Either a VMA (and offset), or a host virtual range that may span several VMAs and holes.
+  const byHva = Object.hasOwn(obj, 'hva');
+  if (byHva && (Object.hasOwn(obj, 'vma') || Object.hasOwn(obj, 'offset')))
+    c.report(`${path}.hva`, M.memslotVmaOrHva);
+  else if (!byHva && !Object.hasOwn(obj, 'vma')) c.report(`${path}.vma`, M.memslotNeedsVmaOrHva);
+  const hva = byHva ? c.value(obj.hva, `${path}.hva`) : undefined;
+  const vmaName = byHva ? undefined : c.string(get(obj, 'vma'), `${path}.vma`);
   const offset = Object.hasOwn(obj, 'offset') ? c.value(obj.offset, `${path}.offset`) : 0;
   const flags = Object.hasOwn(obj, 'flags')
     ? c.flags(obj.flags, `${path}.flags`, MEMSLOT_FLAG_NAMES)
@@ -712,7 +841,12 @@ function readMemslot(
   ok = c.aligned(offset, page, `${path}.offset`, M.granuleWhat(granule)) && ok;
   ok = c.end(gpa, size, path) !== undefined && ok;
   let userspaceAddr: number | undefined;
-  if (vmaName !== undefined) {
+  if (byHva) {
+    ok = hva !== undefined && !Object.hasOwn(obj, 'vma') && !Object.hasOwn(obj, 'offset') && ok;
+    ok = c.aligned(hva, page, `${path}.hva`, M.granuleWhat(granule)) && ok;
+    ok = c.end(hva, size, `${path}.hva`, USER_VA_LIMIT, M.userVaSpace) !== undefined && ok;
+    userspaceAddr = hva;
+  } else if (vmaName !== undefined) {
     if (!ctx.vmaNames.has(vmaName)) {
       c.report(`${path}.vma`, M.noSuchVma(vmaName, [...ctx.vmaNames.keys()]));
       ok = false;
@@ -731,8 +865,8 @@ function readMemslot(
           slot: id,
           gpa,
           size,
-          vma: vmaName,
-          offset,
+          vma: byHva ? null : vmaName,
+          offset: byHva ? 0 : offset,
           userspaceAddr,
           flags: { logDirty: flags.has('log-dirty'), readonly: flags.has('readonly') },
         })
@@ -755,13 +889,20 @@ function readMemslots(ctx: Context, v: unknown, slots: SlotTracker): readonly Me
 // ---------------------------------------------------------------------------------------------
 // Guest stage 1.
 
-const STAGE1_SHAPE: Shape = { required: ['granule', 'tables', 'mair', 'mappings'], optional: ['ha', 'hd'] };
+const STAGE1_SHAPE: Shape = {
+  required: ['granule', 'tables', 'mair', 'mappings'],
+  optional: ['ha', 'hd', 'vaBits', 'ips', 'blocks'],
+};
 const MAPPING_SHAPE: Shape = { required: ['va', 'ipa', 'size', 'attrIndx', 'ap'], optional: ['af', 'xn'] };
+const ALIAS_SHAPE: Shape = { required: ['va', 'leafTableOf', 'attrIndx', 'ap'], optional: ['af', 'xn'] };
+/** TCR_EL1.IPS sizes a stage-1 output may have without LPA (PARange codes 0 to 5). */
+const STAGE1_IPS = [32, 36, 40, 42, 44, 48] as const;
 
 function readGuest(
   ctx: Context,
   v: unknown,
   memslots: readonly Memslot[] | undefined,
+  ipaBits: number | undefined,
 ): GuestConfig | undefined {
   const { c } = ctx;
   const obj = c.object(v, 'guest', { required: ['stage1'] });
@@ -785,37 +926,278 @@ function readGuest(
   const mair = readMair(c, get(s1, 'mair'), `${p}.mair`);
   const ha = Object.hasOwn(s1, 'ha') ? c.bool(s1.ha, `${p}.ha`) : false;
   const hd = Object.hasOwn(s1, 'hd') ? c.bool(s1.hd, `${p}.hd`) : false;
+  const blocks = Object.hasOwn(s1, 'blocks') ? c.bool(s1.blocks, `${p}.blocks`) : false;
+  const vaBits = Object.hasOwn(s1, 'vaBits') ? c.integer(s1.vaBits, `${p}.vaBits`, 25, 48, M.vaBits) : 48;
+  const ipsLimit = Math.min(ipaBits ?? 48, 48);
+  let ips: number | undefined = ipsLimit;
+  if (Object.hasOwn(s1, 'ips')) {
+    ips = includes(STAGE1_IPS, s1.ips) && s1.ips <= ipsLimit ? s1.ips : undefined;
+    if (ips === undefined) c.report(`${p}.ips`, M.ips(ipsLimit));
+  }
+  if (blocks === undefined || vaBits === undefined || ips === undefined) ok = false;
+  const vaLimit = 2 ** (vaBits ?? 48);
+  const ipaLimit = 2 ** (ips ?? 48);
   const list = c.array(get(s1, 'mappings'), `${p}.mappings`);
   const out: (GuestMapping | undefined)[] = [];
+  /** The VA range each valid entry maps (an alias maps one granule page). */
+  const ranges: ({ va: number; end: number } | undefined)[] = [];
   list?.forEach((item, i) => {
     const path = indexPath(`${p}.mappings`, i);
-    const m = c.object(item, path, MAPPING_SHAPE);
-    if (m === undefined) return out.push(undefined);
+    const alias = isObject(item) && Object.hasOwn(item, 'leafTableOf');
+    const m = c.object(item, path, alias ? ALIAS_SHAPE : MAPPING_SHAPE);
+    if (m === undefined) {
+      ranges.push(undefined);
+      return out.push(undefined);
+    }
     const va = c.value(get(m, 'va'), `${path}.va`);
-    const ipa = c.value(get(m, 'ipa'), `${path}.ipa`);
-    const size = c.size(get(m, 'size'), `${path}.size`);
     const attrIndx = c.integer(get(m, 'attrIndx'), `${path}.attrIndx`, 0, 7, M.attrIndx);
     const ap = c.oneOf(get(m, 'ap'), `${path}.ap`, GUEST_APS);
     const af = Object.hasOwn(m, 'af') ? c.bool(m.af, `${path}.af`) : true;
     const xn = Object.hasOwn(m, 'xn') ? c.bool(m.xn, `${path}.xn`) : false;
     let mOk = c.aligned(va, align, `${path}.va`, what);
-    mOk = c.aligned(ipa, align, `${path}.ipa`, what) && mOk;
-    mOk = c.aligned(size, align, `${path}.size`, what) && mOk;
-    mOk = c.end(ipa, size, path) !== undefined && mOk;
-    const vaEnd = c.end(va, size, path, GUEST_VA_LIMIT, M.guestVaSpace);
+    let size: number | undefined;
+    let target: { ipa: number } | { leafTableOf: number } | undefined;
+    if (alias) {
+      size = align;
+      const of = c.value(get(m, 'leafTableOf'), `${path}.leafTableOf`);
+      if (of !== undefined && !ranges.some((r) => r !== undefined && r.va <= of && of < r.end)) {
+        c.report(`${path}.leafTableOf`, M.leafTableOfUnmapped(of));
+        mOk = false;
+      }
+      target = of === undefined ? undefined : { leafTableOf: of };
+    } else {
+      const ipa = c.value(get(m, 'ipa'), `${path}.ipa`);
+      size = c.size(get(m, 'size'), `${path}.size`);
+      mOk = c.aligned(ipa, align, `${path}.ipa`, what) && mOk;
+      mOk = c.aligned(size, align, `${path}.size`, what) && mOk;
+      mOk = c.end(ipa, size, path, ipaLimit, M.stage1IpaSpace(ips ?? 48)) !== undefined && mOk;
+      target = ipa === undefined ? undefined : { ipa };
+    }
+    const vaEnd = c.end(va, size, path, vaLimit, M.stage1VaSpace(vaBits ?? 48));
     if (va !== undefined && vaEnd !== undefined) {
-      out.forEach((other, j) => {
-        if (other !== undefined && va < other.va + other.size && other.va < vaEnd) {
-          c.report(path, M.overlaps(va, vaEnd, indexPath('mappings', j), other.va, other.va + other.size));
+      ranges.forEach((other, j) => {
+        if (other !== undefined && va < other.end && other.va < vaEnd) {
+          c.report(path, M.overlaps(va, vaEnd, indexPath('mappings', j), other.va, other.end));
           mOk = false;
         }
       });
     } else mOk = false;
-    out.push(mOk ? complete<GuestMapping>({ va, ipa, size, attrIndx, ap, af, xn }) : undefined);
+    ranges.push(va !== undefined && vaEnd !== undefined ? { va, end: vaEnd } : undefined);
+    const common = { va, attrIndx, ap, af, xn };
+    if (!mOk || target === undefined) return out.push(undefined);
+    out.push(
+      'ipa' in target
+        ? complete<GuestMapping>({ ...common, ipa: target.ipa, size })
+        : complete<GuestMapping>({ ...common, leafTableOf: target.leafTableOf }),
+    );
   });
   const mappings = list === undefined ? undefined : allDefined(out);
-  const stage1 = ok ? complete<GuestStage1>({ granule, tables, mair, ha, hd, mappings }) : undefined;
-  return stage1 === undefined ? undefined : { stage1 };
+  // vaBits, ips and blocks appear in the result only when the file gives them (defaults applied
+  // by stage1Builder), so a scenario without them parses as it did before they existed.
+  const stage1 = ok
+    ? complete<GuestStage1>({
+        granule,
+        tables,
+        mair,
+        ha,
+        hd,
+        mappings,
+        ...(Object.hasOwn(s1, 'vaBits') ? { vaBits } : {}),
+        ...(Object.hasOwn(s1, 'ips') ? { ips } : {}),
+        ...(Object.hasOwn(s1, 'blocks') ? { blocks } : {}),
+      })
+    : undefined;
+  if (stage1 === undefined) return undefined;
+  // The builder's layout is deterministic: every table page it will allocate must be guest
+  // memory (a memslot), or the VMM could not write it there.
+  if (memslots !== undefined) {
+    const pages = stage1Builder(stage1).tablePages;
+    const outside = pages.find((t) => !memslots.some((s) => s.gpa <= t.ipa && t.ipa < s.gpa + s.size));
+    if (outside !== undefined) {
+      c.report(`${p}.tables`, M.stage1TablesOutsideMemslots(outside.ipa, pages.length));
+      return undefined;
+    }
+  }
+  return { stage1 };
+}
+
+/** The stage-1 builder (src/mmu/stage1.ts) for a validated guest stage 1. Returns it, tables built. */
+export function stage1Builder(g: GuestStage1, ips?: number): Stage1Builder {
+  return new Stage1Builder({
+    granule: GRANULE_BYTES[g.granule] as 4096 | 16384 | 65536,
+    tables: g.tables,
+    mair: g.mair,
+    ha: g.ha,
+    hd: g.hd,
+    vaBits: g.vaBits ?? 48,
+    ips: g.ips ?? ips ?? 48,
+    blocks: g.blocks ?? false,
+    mappings: g.mappings,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values written by the VMM and by the guest (issue 8).
+
+/** A 64-bit value: a hex string of up to 16 digits or a decimal string (underscores allowed), or a safe integer. */
+function readU64(c: Checker, v: unknown, path: string): bigint | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'string' && /^0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*$/.test(v)) {
+    const digits = v
+      .slice(2)
+      .replaceAll('_', '')
+      .replace(/^0+(?=.)/, '');
+    if (digits.length <= 16) return BigInt('0x' + digits);
+  } else if (typeof v === 'string' && /^[0-9]+(?:_[0-9]+)*$/.test(v)) {
+    const x = BigInt(v.replaceAll('_', ''));
+    if (x < 2n ** 64n) return x;
+  } else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
+    return BigInt(v);
+  }
+  c.report(path, M.u64);
+  return undefined;
+}
+
+/** Bytes as hex digit pairs (`"a1b2"` is 0xa1 then 0xb2). */
+function readHexBytes(c: Checker, v: unknown, path: string): Uint8Array | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'string' && v.length > 0 && v.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(v)) {
+    return Uint8Array.from({ length: v.length / 2 }, (_, i) => parseInt(v.slice(2 * i, 2 * i + 2), 16));
+  }
+  c.report(path, M.hexBytes);
+  return undefined;
+}
+
+/** The 8 bytes of a u64, little-endian. */
+function u64Bytes(x: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  for (let i = 0; i < 8; i++) b[i] = Number((x >> BigInt(8 * i)) & 0xffn);
+  return b;
+}
+
+/** `{ "u64" }` or `{ "hex" }` of an object already checked for shape: its bytes. */
+function readWriteBytes(c: Checker, obj: Obj, path: string): Uint8Array | undefined {
+  const hasU64 = Object.hasOwn(obj, 'u64');
+  if (hasU64 === Object.hasOwn(obj, 'hex')) {
+    c.report(path, M.initOneOf);
+    return undefined;
+  }
+  if (hasU64) {
+    const x = readU64(c, obj.u64, `${path}.u64`);
+    return x === undefined ? undefined : u64Bytes(x);
+  }
+  return readHexBytes(c, obj.hex, `${path}.hex`);
+}
+
+/**
+ * A VMA's `init`: `[{ offset, u64 } | { offset, hex }]`, bytes the VMM writes before the run.
+ * Returns the entries, or undefined after reporting.
+ */
+function readInit(
+  c: Checker,
+  v: unknown,
+  path: string,
+  name: string | undefined,
+  size: number | undefined,
+  prot: Prot | undefined,
+): readonly VmaInit[] | undefined {
+  const list = c.array(v, path);
+  if (list === undefined) return undefined;
+  if (prot !== undefined && !prot.includes('w')) {
+    c.report(path, M.vmmWriteNeedsWrite(name ?? '?'));
+    return undefined;
+  }
+  const out: (VmaInit | undefined)[] = list.map((item, i) => {
+    const ipath = indexPath(path, i);
+    const obj = c.object(item, ipath, { required: ['offset'], optional: ['u64', 'hex'] }, M.initShape);
+    if (obj === undefined) return undefined;
+    const offset = c.value(get(obj, 'offset'), `${ipath}.offset`);
+    const bytes = readWriteBytes(c, obj, ipath);
+    if (offset === undefined || bytes === undefined) return undefined;
+    if (size !== undefined && (offset > size || bytes.length > size - offset)) {
+      c.report(`${ipath}.offset`, M.bytesBeyondVma(offset, bytes.length, name ?? '?', size));
+      return undefined;
+    }
+    return { offset, bytes };
+  });
+  return allDefined(out);
+}
+
+/** Step `{ "hostWrite": { "vma", "offset", "u64" | "hex" } }`. */
+function readHostWrite(ctx: Context, v: unknown, index: number, path: string): Step | undefined {
+  const { c } = ctx;
+  const obj = c.object(v, path, { required: ['vma', 'offset'], optional: ['u64', 'hex'] });
+  if (obj === undefined) return undefined;
+  const name = c.string(get(obj, 'vma'), `${path}.vma`);
+  const offset = c.value(get(obj, 'offset'), `${path}.offset`);
+  const bytes = readWriteBytes(c, obj, path);
+  const vma = findVma(ctx, name, `${path}.vma`);
+  if (vma === undefined || name === undefined || offset === undefined || bytes === undefined)
+    return undefined;
+  if (!vma.prot.includes('w')) {
+    c.report(`${path}.vma`, M.vmmWriteNeedsWrite(vma.name));
+    return undefined;
+  }
+  if (offset > vma.size || bytes.length > vma.size - offset) {
+    c.report(`${path}.offset`, M.bytesBeyondVma(offset, bytes.length, vma.name, vma.size));
+    return undefined;
+  }
+  return { kind: 'hostWrite', index, vma: name, offset, bytes };
+}
+
+/**
+ * An access's `value` (write, st-preidx, cas) and `expect` (cas). Returns the fields to add to
+ * the step ({} when neither is given), or undefined after reporting.
+ */
+function readAccessValues(
+  c: Checker,
+  item: Obj,
+  path: string,
+  access: AccessKind | undefined,
+  address: number | undefined,
+): { value?: bigint; expect?: bigint } | undefined {
+  const out: { value?: bigint; expect?: bigint } = {};
+  let ok = true;
+  for (const key of ['value', 'expect'] as const) {
+    if (!Object.hasOwn(item, key)) continue;
+    const allowed =
+      key === 'expect' ? access === 'cas' : access === 'write' || access === 'st-preidx' || access === 'cas';
+    if (access !== undefined && !allowed) {
+      c.report(keyPath(path, key), M.valueNotFor(key, access));
+      ok = false;
+      continue;
+    }
+    const x = readU64(c, item[key], keyPath(path, key));
+    if (x === undefined) ok = false;
+    else out[key] = x;
+  }
+  if (
+    ok &&
+    (out.value !== undefined || out.expect !== undefined) &&
+    address !== undefined &&
+    address % 8 !== 0
+  ) {
+    c.report(keyPath(path, Object.hasOwn(item, 'va') ? 'va' : 'ipa'), M.valueUnaligned);
+    ok = false;
+  }
+  return ok ? out : undefined;
+}
+
+/**
+ * The `cpu` keys that are not host features: `dczvaBytes`, `dzp`, `atUpdatesAf`. Returns null
+ * when none is given, the options (defaults filled in) otherwise, or undefined after reporting.
+ */
+function readCpuOptions(c: Checker, v: unknown): CpuOptions | null | undefined {
+  if (!isObject(v) || !CPU_OPTION_KEYS.some((k) => Object.hasOwn(v, k))) return null;
+  let dczvaBytes: number | undefined = 64;
+  if (Object.hasOwn(v, 'dczvaBytes')) {
+    const n = c.value(v.dczvaBytes, 'cpu.dczvaBytes');
+    dczvaBytes = n !== undefined && n >= 4 && n <= 2048 && (n & (n - 1)) === 0 ? n : undefined;
+    if (n !== undefined && dczvaBytes === undefined) c.report('cpu.dczvaBytes', M.dczvaBytes);
+  }
+  const dzp = Object.hasOwn(v, 'dzp') ? c.bool(v.dzp, 'cpu.dzp') : false;
+  const atUpdatesAf = Object.hasOwn(v, 'atUpdatesAf') ? c.bool(v.atUpdatesAf, 'cpu.atUpdatesAf') : false;
+  return complete<CpuOptions>({ dczvaBytes, dzp, atUpdatesAf });
 }
 
 /**
@@ -907,8 +1289,58 @@ function readStep(ctx: Context, item: unknown, index: number, slots: SlotTracker
       }
       break;
     }
+    case 'mmap':
+      step = readMmap(ctx, body, index, sub);
+      break;
+    case 'munmap': {
+      // munmap takes the same range as hostUnmap (hugetlb: whole huge pages, as the split
+      // of a hugetlb VMA must be, hugetlb_vm_op_split()).
+      const range = readHostUnmap(ctx, body, index, sub);
+      step = range?.kind === 'hostUnmap' ? { ...range, kind: 'munmap' } : undefined;
+      break;
+    }
+    case 'poison':
+      step = readPoison(ctx, body, index, sub);
+      break;
+    case 'hostWrite':
+      step = readHostWrite(ctx, body, index, sub);
+      break;
   }
   return extra.length === 0 ? step : undefined;
+}
+
+/** `{ "mmap": VMA }`: a new VMA mid-run, which may overlap (replace) existing ones. */
+function readMmap(ctx: Context, v: unknown, index: number, path: string): Step | undefined {
+  const vma = readVma(ctx, v, path, ctx.physical);
+  const name = isObject(v) && typeof v.name === 'string' ? v.name : undefined;
+  if (name !== undefined) {
+    if (ctx.vmaNames.has(name)) {
+      ctx.c.report(`${path}.name`, M.duplicateVmaName(name, 'an earlier VMA'));
+      return undefined;
+    }
+    ctx.vmaNames.set(name, vma);
+  }
+  return vma === undefined ? undefined : { kind: 'mmap', index, vma };
+}
+
+/** `{ "poison": { "vma", "offset" } }`: memory_failure() on the page backing that byte. */
+function readPoison(ctx: Context, v: unknown, index: number, path: string): Step | undefined {
+  const { c } = ctx;
+  const obj = c.object(v, path, { required: ['vma', 'offset'] });
+  if (obj === undefined) return undefined;
+  const name = c.string(get(obj, 'vma'), `${path}.vma`);
+  const offset = c.value(get(obj, 'offset'), `${path}.offset`);
+  const vma = findVma(ctx, name, `${path}.vma`);
+  if (vma === undefined || offset === undefined || name === undefined) return undefined;
+  if (vma.backing === 'pfnmap' || vma.backing === 'mixedmap') {
+    c.report(`${path}.vma`, M.poisonRawPfn(vma.backing));
+    return undefined;
+  }
+  if (offset >= vma.size) {
+    c.report(`${path}.offset`, M.beyondVmaAt(offset, vma.name, vma.size));
+    return undefined;
+  }
+  return { kind: 'poison', index, vma: name, offset };
 }
 
 /** The address space accesses use, and the access kind, checked against guest stage 1. */
@@ -927,10 +1359,12 @@ function readAccess(ctx: Context, item: Obj, index: number, path: string): Step 
   const wrong: AddressSpace = ctx.stage1 ? 'ipa' : 'va';
   let ok = true;
   for (const key of Object.keys(item)) {
-    if (key === 'access' || key === space) continue;
+    if (key === 'access' || key === space || key === 'race' || key === 'value' || key === 'expect') continue;
     c.report(
       keyPath(path, key),
-      key === wrong ? M.wrongSpace(key, ctx.stage1) : M.unknownKey(key, ['access', space]),
+      key === wrong
+        ? M.wrongSpace(key, ctx.stage1)
+        : M.unknownKey(key, ['access', space, 'race', 'value', 'expect']),
     );
     ok = false;
   }
@@ -940,8 +1374,12 @@ function readAccess(ctx: Context, item: Obj, index: number, path: string): Step 
     if (ok) c.report(keyPath(path, space), M.missingKey);
     ok = false;
   } else address = c.value(item[space], keyPath(path, space));
+  const race = Object.hasOwn(item, 'race') ? c.oneOf(item.race, `${path}.race`, RACES) : undefined;
+  if (Object.hasOwn(item, 'race') && race === undefined) ok = false;
+  const values = readAccessValues(c, item, path, access, address);
+  if (values === undefined) ok = false;
   return ok && access !== undefined && address !== undefined
-    ? { kind: 'access', index, access, space, address }
+    ? { kind: 'access', index, access, space, address, ...(race !== undefined ? { race } : {}), ...values }
     : undefined;
 }
 

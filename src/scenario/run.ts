@@ -28,7 +28,11 @@ import {
 import type { Vma as HostVma } from '../mmu/host/vma.js';
 import type { KernelName } from '../mmu/kernel.js';
 import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from '../mmu/memslots.js';
-import { GuestStage1 } from '../mmu/stage1.js';
+import { auditHostConsistency, explainedBy, formatHostViolation } from '../mmu/hostaudit.js';
+import type { HostViolation } from '../mmu/hostaudit.js';
+import { S1_FAULT_NAMES } from '../mmu/stage1.js';
+import { stage1Builder } from './parse.js';
+import { mairText } from '../pgtable/memattr.js';
 import { permutation } from './permutation.js';
 import {
   ACCESS_NAMES,
@@ -46,12 +50,29 @@ import {
   OUT_ERROR,
   OUT_IABT,
   OUT_MMIO,
+  OUT_NISV,
   OUT_SERROR,
+  OUT_SIGBUS,
+  S1R_FAULT,
+  S1R_LEAF,
   Vcpu,
 } from '../mmu/vcpu.js';
 import { AccessStats, Kvm } from '../mmu/vm.js';
 import type { AccessKind, Memslot, MemType, Prot, Scenario, Step } from './types.js';
+import type { Race, Vma } from './types.js';
 import { GRANULE_BYTES, vmaMteAllowed } from './types.js';
+import { memoryFailure, mmapFixed, munmapRange, uffdRegister, uffdSnapshot } from '../mmu/host/events.js';
+import type { VmaSpec } from '../mmu/host/mm.js';
+import type { UffdEvent } from '../mmu/host/uffd.js';
+import { ESR_ELx_WNR } from '../mmu/esr.js';
+import { RACE_INVALIDATE, RACE_NONE, RACE_OTHER_VCPU, RACE_ZAP_HOST_PTE } from '../mmu/races.js';
+
+/** RACE_* by the scenario's race names. */
+const RACE_CODE: Record<Race, number> = {
+  invalidate: RACE_INVALIDATE,
+  'zap-host-pte': RACE_ZAP_HOST_PTE,
+  'other-vcpu': RACE_OTHER_VCPU,
+};
 
 /** Where a run's results go. The AccessResult is borrowed: copy what you keep. */
 export interface RunSink {
@@ -59,8 +80,22 @@ export interface RunSink {
   memslotRefused?(slot: number, errno: string, step: number | null): void;
   /** One `dirtyLog get-and-clear` step: the dirty gfns, ascending. */
   dirtyLog?(step: number, slot: number, gfns: readonly number[]): void;
-  /** One guest access. */
-  access?(step: number, r: AccessResult): void;
+  /** One guest access; `extra` carries what the runner knows beyond the AccessResult. */
+  access?(step: number, r: AccessResult, extra?: AccessExtra): void;
+  /** One `hostWrite` step in a run with userfaultfd registrations: the events it raised. */
+  hostWrite?(
+    step: number,
+    write: { vma: string; offset: number; size: number },
+    uffdEvents: UffdEvent[],
+  ): void;
+}
+
+/** What an access line reports beyond its AccessResult (host events, issue 8). */
+export interface AccessExtra {
+  /** The userfaultfd events the access raised, in order; null when no VMA is registered. */
+  uffdEvents: UffdEvent[] | null;
+  /** For a `sigbus` outcome: the hva kvm_send_hwpoison_signal() reported. */
+  sigbusAddr: number;
 }
 
 /** The run's totals (the `summary` line). */
@@ -83,6 +118,8 @@ export interface RunSummary {
   outcomes: Record<string, number>;
   /** Access-flag faults handled. */
   mkyoungs: number;
+  /** Stage-2 access flags the MMU set itself (VTCR_EL2.HA on a CPU with FEAT_HAFDBS): no fault. */
+  hwAfUpdates: number;
   /** Whole-I-cache invalidations (ranges too large to walk). */
   icacheInvalAll: number;
   /** Host pages allocated (and zeroed) by faults. */
@@ -95,6 +132,8 @@ export interface RunSummary {
   modelledByCause: Record<CostCause, number>;
   /** The preset whose unit costs priced the run (generic-v8 without a profile). */
   costModel: string;
+  /** With `onError: "stop"`: the step whose KVM_RUN failed and ended the run. */
+  stoppedAtStep?: number;
 }
 
 /** A run-time error in a scenario that passed validation (e.g. the host ran out of RAM). */
@@ -134,6 +173,12 @@ export interface RunOptions {
   /** Called every `progressEvery` accesses with (done, total), for progress bars. */
   progress?: (done: number, total: number) => void;
   progressEvery?: number;
+  /**
+   * Audit the host consistency of stage 2 after the memslots and after every step
+   * (src/mmu/hostaudit.ts): each violation no modelled kernel behaviour explains becomes a
+   * diagnostic (once) and an entry of `hostAuditFailures`. Off by default in the library.
+   */
+  auditHost?: boolean;
 }
 
 /** Counts the accesses a scenario will make (for progress reporting). */
@@ -161,6 +206,13 @@ export class ScenarioRunner {
   readonly costParams: CostParams;
   readonly costShape: CostShape;
   private readonly costScratch = new CostBreakdown();
+  /** Where each VMA name's mapping starts (file VMAs and mmap steps): `name + offset` addressing. */
+  private readonly nameStart = new Map<string, number>();
+  /** Whether any VMA has been registered with userfaultfd (access lines then list events). */
+  private uffdRegistered = false;
+  /** With `auditHost`: the violations no kernel behaviour explains (model bugs), by step. */
+  readonly hostAuditFailures: { step: number | null; violation: HostViolation }[] = [];
+  private readonly hostAuditSeen = new Set<string>();
 
   constructor(scenario: Scenario, opts: RunOptions = {}) {
     this.scenario = scenario;
@@ -177,20 +229,14 @@ export class ScenarioRunner {
       mte: scenario.vm.mte,
       nisvToUser: scenario.vm.nisvToUser,
       kernel: opts.kernel ?? scenario.kernel,
+      ...(scenario.vm.tablePagesMax !== undefined ? { tablePagesMax: scenario.vm.tablePagesMax } : {}),
     });
     const g = scenario.guest?.stage1;
+    // The guest's tables are built here and written into guest memory by run()'s set-up.
     this.vcpu = new Vcpu(
       this.kvm,
-      g
-        ? new GuestStage1({
-            granule: GRANULE_BYTES[g.granule] as 4096 | 16384 | 65536,
-            tables: g.tables,
-            mair: g.mair,
-            ha: g.ha,
-            hd: g.hd,
-            mappings: g.mappings,
-          })
-        : null,
+      g ? stage1Builder(g, Math.min(scenario.vm.ipaBits, 48)) : null,
+      scenario.cpuOptions ?? {},
     );
     this.summary = {
       accesses: 0,
@@ -209,6 +255,7 @@ export class ScenarioRunner {
       diagnostics: [],
       outcomes: {},
       mkyoungs: 0,
+      hwAfUpdates: 0,
       icacheInvalAll: 0,
       hostPagesZeroed: 0,
       mtePagesCleared: 0,
@@ -220,27 +267,73 @@ export class ScenarioRunner {
     this.costShape = costShapeOf(this.kvm);
     this.summary.costModel = this.costParams.name;
     for (const v of scenario.vmas) {
-      let flags = protBits(v.prot);
-      if (v.flags.shared) flags |= VM_SHARED;
-      if (v.flags.maywrite) flags |= VM_MAYWRITE;
-      if (vmaMteAllowed(v, cpu.mte)) flags |= VM_MTE_ALLOWED;
-      if (v.flags.allowAnyUncached) flags |= VM_ALLOW_ANY_UNCACHED;
-      if (v.flags.io) flags |= VM_IO;
-      const r = this.kvm.mm.mmap({
-        name: v.name,
-        start: v.start,
-        size: v.size,
-        vmFlags: flags,
-        memType: MEM_TYPE[v.memType],
-        backing: v.backing,
-        ...(v.backing === 'hugetlb' ? { hugePage: v.hugePage } : {}),
-        ...(v.backing === 'pfnmap' || v.backing === 'mixedmap'
-          ? { pa: v.pa, hostMapping: v.hostMapping }
-          : {}),
-        uffdMissing: v.userfaultfd === 'missing',
-      });
+      const r = this.kvm.mm.mmap(this.vmaSpec(v));
       if (typeof r === 'string') throw new ScenarioRunError(`vmas: ${v.name}: ${r}`);
+      this.nameStart.set(v.name, v.start);
     }
+  }
+
+  /** What mmap() takes for a scenario VMA (registered with userfaultfd later, not here). */
+  private vmaSpec(v: Vma): VmaSpec {
+    let flags = protBits(v.prot);
+    if (v.flags.shared) flags |= VM_SHARED;
+    if (v.flags.maywrite) flags |= VM_MAYWRITE;
+    if (vmaMteAllowed(v, this.cpu.mte)) flags |= VM_MTE_ALLOWED;
+    if (v.flags.allowAnyUncached) flags |= VM_ALLOW_ANY_UNCACHED;
+    if (v.flags.io) flags |= VM_IO;
+    return {
+      name: v.name,
+      start: v.start,
+      size: v.size,
+      vmFlags: flags,
+      memType: MEM_TYPE[v.memType],
+      backing: v.backing,
+      ...(v.backing === 'hugetlb' ? { hugePage: v.hugePage } : {}),
+      ...(v.backing === 'pfnmap' || v.backing === 'mixedmap' ? { pa: v.pa, hostMapping: v.hostMapping } : {}),
+    };
+  }
+
+  /**
+   * The pieces of the mapping `name` still in the address space that intersect `name + offset`
+   * and the `size` bytes after it, each with the part of the range it holds (hvas). A name keeps
+   * naming the addresses it was mapped at, after munmap or MAP_FIXED split it.
+   */
+  private namedRange(
+    name: string,
+    offset: number,
+    size: number,
+  ): { vma: HostVma; start: number; end: number }[] {
+    const base = this.nameStart.get(name);
+    if (base === undefined) throw new ScenarioRunError(`no VMA named ${name}`);
+    const start = base + offset;
+    const end = start + size;
+    const out: { vma: HostVma; start: number; end: number }[] = [];
+    for (const v of this.kvm.mm.vmas.vmas) {
+      if (v.name !== name || v.end <= start || v.start >= end) continue;
+      out.push({ vma: v, start: Math.max(v.start, start), end: Math.min(v.end, end) });
+    }
+    return out;
+  }
+
+  /**
+   * UFFDIO_REGISTER of every scenario VMA that asks for it, the last step of set-up: memslots,
+   * stage-1 tables and each VMA's `init` precede it, so those writes raise no missing-page
+   * events. With copyFrom "registration" the VMM keeps what the range holds now, for its later
+   * UFFDIO_COPYs.
+   */
+  private registerUserfaultfd(): void {
+    for (const v of this.scenario.vmas) this.registerOne(v);
+  }
+
+  private registerOne(v: Vma): void {
+    if (v.userfaultfd === null) return;
+    const mm = this.kvm.mm;
+    for (const piece of mm.vmas.vmas) {
+      if (piece.name !== v.name) continue;
+      uffdRegister(mm, piece, v.userfaultfd.resolve, v.userfaultfd.copyFrom);
+      if (v.userfaultfd.copyFrom === 'registration') uffdSnapshot(mm, piece.start, piece.end);
+    }
+    this.uffdRegistered = true;
   }
 
   private hostVma(name: string): HostVma {
@@ -261,9 +354,53 @@ export class ScenarioRunner {
     if (ret) sink.memslotRefused?.(m.slot, errName(ret), step);
   }
 
-  private doAccess(step: number, kind: number, ipa: number, sink: RunSink): void {
+  /**
+   * vm.mmioWrites "store-readonly-slot": the VMM completes a write MMIO exit whose IPA is in a
+   * read-only memslot by storing the 8 bytes into the slot's backing through its own mapping
+   * (a hostWrite, as page_fault_test's MMIO handler does). Its host faults and userfaultfd
+   * events belong to the access that exited.
+   */
+  private storeMmioWrite(r: AccessResult): void {
+    const last = r.nFaults > 0 ? r.faults[r.nFaults - 1]! : undefined;
+    if (last === undefined || (last.esr & ESR_ELx_WNR) === 0) return;
+    const kvm = this.kvm;
+    const ps = kvm.pageSize;
+    const slot = kvm.gfnToMemslot(Math.floor(r.mmioIpa / ps));
+    if (slot === undefined || (slot.flags & KVM_MEM_READONLY) === 0) return;
+    const hva = slot.userspaceAddr + (r.mmioIpa - slot.baseGfn * ps);
+    const bytes = new Uint8Array(8);
+    const dv = new DataView(bytes.buffer);
+    dv.setUint32(0, this.vcpu.valueLo >>> 0, true);
+    dv.setUint32(4, this.vcpu.valueHi >>> 0, true);
+    const before = kvm.mm.stats.uffdEvents;
+    const ret = kvm.mm.hostWrite(hva, bytes);
+    const raised = kvm.mm.stats.uffdEvents - before;
+    r.stats.uffdEvents += raised;
+    kvm.totals.uffdEvents += raised;
+    if (ret)
+      kvm.diagnose(
+        `MMIO write at 0x${r.mmioIpa.toString(16)}: storing it into the read-only slot failed: ${errName(ret)}`,
+      );
+  }
+
+  /** One access and its line. Returns true when the run must stop there (onError "stop"). */
+  private doAccess(step: number, kind: number, ipa: number, sink: RunSink, race?: Race): boolean {
     const r = this.result;
+    const races = this.kvm.races;
+    const log = this.kvm.mm.uffdLog;
+    log.reset();
+    if (race !== undefined) races.arm(RACE_CODE[race]);
     this.vcpu.access(kind, ipa, r);
+    if (race !== undefined && races.disarm() !== RACE_NONE)
+      this.kvm.diagnose(
+        `steps[${step}]: race "${race}" did not happen: the access's first fault never reached its window`,
+      );
+    if (r.outcome === OUT_MMIO && this.scenario.vm.mmioWrites === 'store-readonly-slot')
+      this.storeMmioWrite(r);
+    const extra: AccessExtra = {
+      uffdEvents: this.uffdRegistered ? log.since(0) : null,
+      sigbusAddr: r.outcome === OUT_SIGBUS ? this.vcpu.hva : 0,
+    };
     const s = this.summary;
     s.accesses++;
     s.outcomes[r.outcomeName] = (s.outcomes[r.outcomeName] ?? 0) + 1;
@@ -278,39 +415,64 @@ export class ScenarioRunner {
     } else if (r.outcome === OUT_MMIO) {
       s.mmioExits++;
     }
-    sink.access?.(step, r);
+    sink.access?.(step, r, extra);
     const every = this.opts.progressEvery ?? 65536;
     if (this.opts.progress && s.accesses % every === 0) this.opts.progress(s.accesses, 0);
+    return r.outcome === OUT_ERROR && this.scenario.onError === 'stop';
   }
 
-  private runStep(st: Step, sink: RunSink): void {
+  /** Runs one step. Returns true when the run must stop there (onError "stop"). */
+  private runStep(st: Step, sink: RunSink): boolean {
     const kvm = this.kvm;
     switch (st.kind) {
       case 'access': {
         const k = ACCESS_KIND[st.access];
-        this.doAccess(st.index, k, st.address, sink);
-        return;
+        const v = this.vcpu;
+        if (st.value !== undefined) [v.valueLo, v.valueHi] = u64Halves(st.value);
+        if (st.expect !== undefined) [v.expectLo, v.expectHi] = u64Halves(st.expect);
+        const stop = this.doAccess(st.index, k, st.address, sink, st.race);
+        v.valueLo = v.valueHi = v.expectLo = v.expectHi = 0;
+        return stop;
+      }
+      case 'hostWrite': {
+        // name + offset: the address the name was mapped at (after splits too).
+        const at = (this.nameStart.get(st.vma) ?? this.hostVma(st.vma).start) + st.offset;
+        kvm.mm.uffdLog.reset();
+        const ret = this.withStats(() => kvm.mm.hostWrite(at, st.bytes));
+        if (ret) kvm.diagnose(`steps[${st.index}]: hostWrite to VMA "${st.vma}" failed: ${errName(ret)}`);
+        if (this.uffdRegistered)
+          sink.hostWrite?.(
+            st.index,
+            { vma: st.vma, offset: st.offset, size: st.bytes.length },
+            kvm.mm.uffdLog.since(0),
+          );
+        return false;
       }
       case 'touch': {
         const k = ACCESS_KIND[st.access];
         const n = Math.ceil(st.size / st.stride);
-        if (st.order === 'random') {
-          const p = permutation(n, st.seed);
-          for (let i = 0; i < n; i++) this.doAccess(st.index, k, st.from + p[i]! * st.stride, sink);
-        } else {
-          for (let i = 0; i < n; i++) this.doAccess(st.index, k, st.from + i * st.stride, sink);
+        const p = st.order === 'random' ? permutation(n, st.seed) : null;
+        for (let i = 0; i < n; i++) {
+          if (this.doAccess(st.index, k, st.from + (p === null ? i : p[i]!) * st.stride, sink)) return true;
         }
-        return;
+        return false;
       }
       case 'hostUnmap':
-        this.withStats(() => kvm.mm.hostUnmap(this.hostVma(st.vma), st.offset, st.size));
-        return;
+        // Over every piece of the named mapping (munmap or MAP_FIXED may have split it).
+        this.withStats(() => {
+          for (const r of this.namedRange(st.vma, st.offset, st.size))
+            kvm.mm.hostUnmap(r.vma, r.start - r.vma.start, r.end - r.start);
+        });
+        return false;
       case 'hostProtect':
-        this.withStats(() => kvm.mm.hostProtect(this.hostVma(st.vma), protBits(st.prot)));
-        return;
+        this.withStats(() => {
+          for (const piece of kvm.mm.vmas.vmas.filter((v) => v.name === st.vma))
+            kvm.mm.hostProtect(piece, protBits(st.prot));
+        });
+        return false;
       case 'age':
         this.withStats(() => kvm.ageIpaRange(st.ipa, st.size));
-        return;
+        return false;
       case 'dirtyLog': {
         if (st.op === 'get-and-clear') {
           let r: number[] | number = [];
@@ -325,14 +487,102 @@ export class ScenarioRunner {
           if (ret)
             kvm.diagnose(`steps[${st.index}]: dirtyLog ${st.op} on slot ${st.slot} failed: ${errName(ret)}`);
         }
-        return;
+        return false;
       }
       case 'memslot':
         this.withStats(() => this.createSlot(st.memslot, st.index, sink));
-        return;
+        return false;
       case 'deleteMemslot':
         this.withStats(() => kvm.deleteMemslot(st.slot));
-        return;
+        return false;
+      case 'mmap': {
+        const v = st.vma;
+        const r = this.withStats(() => mmapFixed(kvm.mm, this.vmaSpec(v)));
+        if (typeof r === 'string') {
+          kvm.diagnose(`steps[${st.index}]: mmap of "${v.name}" failed: ${r}`);
+          return false;
+        }
+        this.nameStart.set(v.name, v.start);
+        // Registered right after the mmap, as a VMM registers a new mapping.
+        this.registerOne(v);
+        return false;
+      }
+      case 'munmap': {
+        const base = this.nameStart.get(st.vma)!;
+        const ret = this.withStats(() => munmapRange(kvm.mm, base + st.offset, base + st.offset + st.size));
+        if (ret) kvm.diagnose(`steps[${st.index}]: munmap failed: ${errName(ret)}`);
+        return false;
+      }
+      case 'poison': {
+        const hva = this.nameStart.get(st.vma)! + st.offset;
+        const r = this.withStats(() => memoryFailure(kvm.mm, hva));
+        if (r.pfn < 0) kvm.diagnose(`steps[${st.index}]: memory_failure() did nothing: ${r.reason ?? ''}`);
+        return false;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * The host-consistency audit after `step` (null: after the initial memslots). A violation a
+   * KernelViolation record explains was already reported by the fault path, naming the kernel
+   * function; any other is a model bug, reported once per (rule, IPA, output address).
+   */
+  private auditHost(step: number | null): void {
+    const kvm = this.kvm;
+    for (const v of auditHostConsistency(kvm)) {
+      if (explainedBy(kvm, v) !== undefined) continue;
+      const key = `${v.rule}:${v.ipa}:${v.pa}`;
+      if (this.hostAuditSeen.has(key)) continue;
+      this.hostAuditSeen.add(key);
+      this.hostAuditFailures.push({ step, violation: v });
+      const where = step === null ? 'the initial memslots' : `steps[${step}]`;
+      kvm.diagnose(
+        `host-consistency audit after ${where}: ${formatHostViolation(v)}: no modelled kernel behaviour explains it (a model bug)`,
+      );
+    }
+  }
+
+  /**
+   * Set-up after the memslots (scenario-format.md, "Guest memory has contents"): the VMM writes
+   * the guest's stage-1 tables into guest memory, then each VMA is populated (MAP_POPULATE) and
+   * gets its `init` bytes, in file order. All through the host's own page tables (private
+   * writable pages, copy-on-write broken where needed), never a dirty-log mark.
+   */
+  private writeGuestMemory(): void {
+    const kvm = this.kvm;
+    const s1 = this.vcpu.stage1;
+    if (s1 !== null) {
+      const bytes = new Uint8Array(s1.granule);
+      for (const t of s1.tablePages) {
+        const words = t.words;
+        for (let i = 0; i < words.length; i++) {
+          const w = words[i]!;
+          bytes[4 * i] = w & 0xff;
+          bytes[4 * i + 1] = (w >>> 8) & 0xff;
+          bytes[4 * i + 2] = (w >>> 16) & 0xff;
+          bytes[4 * i + 3] = w >>> 24;
+        }
+        const ret = kvm.writeGuestPhys(t.ipa, bytes);
+        if (ret)
+          throw new ScenarioRunError(
+            `guest.stage1: the VMM could not write the table page at 0x${t.ipa.toString(16)} (${errName(ret)})`,
+          );
+      }
+    }
+    for (const v of this.scenario.vmas) {
+      const vma = this.hostVma(v.name);
+      if (v.populate === true) {
+        const ret = kvm.mm.populateVma(vma);
+        if (ret) kvm.diagnose(`vmas: ${v.name}: MAP_POPULATE failed: ${errName(ret)}`);
+      }
+      for (const e of v.init ?? []) {
+        const ret = kvm.mm.hostWrite(vma.start + e.offset, e.bytes);
+        if (ret)
+          throw new ScenarioRunError(
+            `vmas: ${v.name}: init at offset 0x${e.offset.toString(16)} failed (${errName(ret)})`,
+          );
+      }
     }
   }
 
@@ -357,7 +607,17 @@ export class ScenarioRunner {
   /** Runs the scenario. Returns the summary. */
   run(sink: RunSink = {}): RunSummary {
     for (const m of this.scenario.memslots) this.withStats(() => this.createSlot(m, null, sink));
-    for (const st of this.scenario.steps) this.runStep(st, sink);
+    this.withStats(() => this.writeGuestMemory());
+    this.registerUserfaultfd();
+    if (this.opts.auditHost) this.auditHost(null);
+    for (const st of this.scenario.steps) {
+      const stop = this.runStep(st, sink);
+      if (this.opts.auditHost) this.auditHost(st.index);
+      if (stop) {
+        this.summary.stoppedAtStep = st.index;
+        break;
+      }
+    }
     const s = this.summary;
     const t = this.kvm.totals;
     s.faults = t.faults;
@@ -369,6 +629,7 @@ export class ScenarioRunner {
     s.icacheBytes = t.icacheBytes;
     s.tlbi = t.tlbi;
     s.mkyoungs = t.mkyoungs;
+    s.hwAfUpdates = t.hwAfUpdates;
     s.icacheInvalAll = t.icacheInvalAll;
     s.hostPagesZeroed = t.hostPagesZeroed;
     s.mtePagesCleared = t.mtePagesCleared;
@@ -393,14 +654,38 @@ function popcount(x: number): number {
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
+/** A u64 as unsigned 32-bit halves [lo, hi]. */
+function u64Halves(x: bigint): [number, number] {
+  return [Number(x & 0xffff_ffffn), Number((x >> 32n) & 0xffff_ffffn)];
+}
+
 function errName(ret: number): string {
   const names: Record<number, string> = {
     [-22]: 'EINVAL',
     [-14]: 'EFAULT',
+    [-133]: 'EHWPOISON',
     [-17]: 'EEXIST',
     [-12]: 'ENOMEM',
   };
   return names[ret] ?? `E${-ret}`;
+}
+
+/** One userfaultfd event as the output lists it: `{ vma, offset, write }`. */
+export function uffdEventJson(e: UffdEvent): Record<string, unknown> {
+  return { vma: e.vma, offset: hx(e.offset), write: e.write };
+}
+
+/**
+ * The exit's `mmio` object: the IPA KVM reports (kvm_run->mmio.phys_addr, or arm_nisv.fault_ipa),
+ * the access length and whether it was a write (ESR.WnR). The model's single loads and stores
+ * are 64-bit (SAS = 3: 8 bytes); without a valid syndrome KVM reports no length, and the line
+ * gives the instruction's own (8, or the 64-byte block of DC ZVA / line of DC CIVAC).
+ */
+function mmioJson(r: AccessResult): Record<string, unknown> {
+  const last = r.nFaults > 0 ? r.faults[r.nFaults - 1]! : undefined;
+  const write = last !== undefined && (last.esr & ESR_ELx_WNR) !== 0;
+  const len = r.access === ACC_DC_ZVA || r.access === ACC_DC_CIVAC ? 64 : 8;
+  return { ipa: hx(r.mmioIpa), len, write };
 }
 
 /** Formats a number as 0x-hex (addresses in the JSON output). */
@@ -412,7 +697,12 @@ function hx(n: number): string {
  * The JSON object of one access line (scenario-format.md). With `costNs` (the runner's
  * accessCost(r).total), the line ends with the modelled hardware time. Returns a fresh object.
  */
-export function accessJson(step: number, r: AccessResult, costNs?: number): Record<string, unknown> {
+export function accessJson(
+  step: number,
+  r: AccessResult,
+  costNs?: number,
+  extra?: AccessExtra,
+): Record<string, unknown> {
   const o: Record<string, unknown> = {
     step,
     access: ACCESS_NAMES[r.access],
@@ -420,6 +710,9 @@ export function accessJson(step: number, r: AccessResult, costNs?: number): Reco
     outcome: r.outcomeName,
   };
   if (r.outcome === OUT_ERROR) o['errno'] = r.errnoName;
+  if (r.outcome === OUT_MMIO || r.outcome === OUT_NISV) o['mmio'] = mmioJson(r);
+  if (r.outcome === OUT_SIGBUS)
+    o['sigbus'] = { addr: hx(extra?.sigbusAddr ?? 0), lsb: r.sigbusLsb, code: 'BUS_MCEERR_AR' };
   const faults = [];
   for (let i = 0; i < r.nFaults; i++) {
     const f = r.faults[i]!;
@@ -436,13 +729,28 @@ export function accessJson(step: number, r: AccessResult, costNs?: number): Reco
     ? { ipa: hx(r.leafIpa), level: r.leafLevel, size: hx(r.leafSize), desc: hex64(r.leafLo, r.leafHi) }
     : null;
   o['uffd'] = r.stats.uffdEvents;
+  if (extra?.uffdEvents) o['uffdEvents'] = extra.uffdEvents.map((e) => uffdEventJson(e));
   o['dcacheBytes'] = r.stats.dcacheBytes;
   o['icacheBytes'] = r.stats.icacheBytes;
   o['tlbi'] = r.stats.tlbi;
   if (r.va >= 0) {
     o['va'] = hx(r.va);
     if (r.stage1Fault) o['stage1Fault'] = true;
+    if (r.s1Result === S1R_LEAF) {
+      o['s1'] = {
+        va: hx(r.va),
+        desc: hex64(r.s1DescLo, r.s1DescHi),
+        level: r.s1Level,
+        tableIpa: hx(r.s1TableIpa),
+      };
+    } else if (r.s1Result === S1R_FAULT) {
+      o['s1'] = { va: hx(r.va), fault: S1_FAULT_NAMES[r.s1Fault - 2], level: r.s1Level };
+    }
+    if (r.memTypeValid) o['memType'] = mairText(r.memAttr);
   }
+  if (r.access === ACC_AT) o['par'] = r.parValid ? hex64(r.parLo, r.parHi) : null;
+  if (r.hasValue) o['value'] = hex64(r.valueLo, r.valueHi);
+  if (r.undef) o['undef'] = true;
   if (costNs !== undefined) o['costNs'] = Math.round(costNs);
   return o;
 }

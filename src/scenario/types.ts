@@ -11,8 +11,11 @@
 import { ACCESS_NAMES } from '../mmu/vcpu.js';
 
 /** The user_mem_abort() behaviour to model (fault-path.md §1). */
-export const KERNELS = ['6.16', 'seed', '6.17'] as const;
-/** `"6.16"` (before the cacheable-PFNMAP series), `"seed"` (the v7 proposal) or `"6.17"` (as merged). */
+export const KERNELS = ['6.16', 'seed', 'v7', '6.17'] as const;
+/**
+ * `"6.16"` (before the cacheable-PFNMAP series), `"seed"` (the 19 Jun 2025 reply's diff),
+ * `"v7"` (the archived v7 4/5 patch of 18 Jun 2025) or `"6.17"` (as merged).
+ */
 export type Kernel = (typeof KERNELS)[number];
 
 /** Host PAGE_SIZE, which is also the stage-2 granule; and the guest's stage-1 granule. */
@@ -57,8 +60,10 @@ export const MAX_SLOT_ID = 32766;
 export const CPU_FEATURES = ['fwb', 'dic', 'idc', 'mte', 'tlbiRange', 'hafdbs', 'lse'] as const;
 /** One host CPU feature. */
 export type CpuFeature = (typeof CPU_FEATURES)[number];
+/** Optional CPU booleans (default false): FEAT_LPA2 in use by the host. */
+export const CPU_OPTIONAL_FEATURES = ['lpa2'] as const;
 /** A fully specified host CPU: FEAT_S2FWB, CTR_EL0.DIC/IDC, MTE, FEAT_TLBIRANGE, FEAT_HAFDBS, LSE atomics. */
-export type CpuFeatures = Readonly<Record<CpuFeature, boolean>>;
+export type CpuFeatures = Readonly<Record<CpuFeature, boolean>> & { readonly lpa2?: boolean };
 
 /** The built-in CPU presets; their feature values are defined in src/mmu/cpu.ts. */
 export const CPU_PROFILES = [
@@ -152,8 +157,36 @@ export interface VmaCommon {
   readonly prot: Prot;
   readonly memType: MemType;
   readonly flags: VmaFlags;
-  /** `'missing'` when registered with userfaultfd for missing-page events, else null. */
-  readonly userfaultfd: 'missing' | null;
+  /** The userfaultfd registration for missing-page events, or null when not registered. */
+  readonly userfaultfd: Userfaultfd | null;
+  /** Bytes the VMM writes before the run (after the stage-1 tables), in file order; absent: none. */
+  readonly init?: readonly VmaInit[];
+  /** MAP_POPULATE: every page faulted in at creation (for write when writable); absent: false. */
+  readonly populate?: boolean;
+}
+
+/** One `init` entry of a VMA: `bytes` written at `offset` (a `u64` is its 8 bytes, little-endian). */
+export interface VmaInit {
+  readonly offset: number;
+  readonly bytes: Uint8Array;
+}
+
+/** How the VMM answers a userfaultfd missing-page event: one page, or the whole registered range. */
+export const UFFD_RESOLVES = ['page', 'range'] as const;
+/** A userfaultfd resolution policy. */
+export type UffdResolve = (typeof UFFD_RESOLVES)[number];
+/** What the VMM's UFFDIO_COPY copies: the range's contents at registration, or zeroes. */
+export const UFFD_COPY_FROMS = ['registration', 'zero'] as const;
+/** A userfaultfd copy source. */
+export type UffdCopyFrom = (typeof UFFD_COPY_FROMS)[number];
+
+/** A VMA's userfaultfd registration (the string `"missing"` is `{ mode: "missing" }` with the defaults). */
+export interface Userfaultfd {
+  readonly mode: 'missing';
+  /** Default `'page'`. */
+  readonly resolve: UffdResolve;
+  /** Default `'registration'`. */
+  readonly copyFrom: UffdCopyFrom;
 }
 
 /** Anonymous, THP or shmem memory. */
@@ -182,12 +215,18 @@ export type Vma = MemoryVma | HugetlbVma | PhysVma;
 /** The strings a memslot's `flags` array may hold. */
 export const MEMSLOT_FLAG_NAMES = ['log-dirty', 'readonly'] as const;
 
-/** A memslot: guest physical `[gpa, gpa + size)` backed by VMA `vma` from `offset`. */
+/**
+ * A memslot: guest physical `[gpa, gpa + size)` backed by VMA `vma` from `offset`, or (with `vma`
+ * null) by host virtual `[userspaceAddr, userspaceAddr + size)` as given by the file's `hva`,
+ * which may span several VMAs or holes.
+ */
 export interface Memslot {
   readonly slot: number;
   readonly gpa: number;
   readonly size: number;
-  readonly vma: string;
+  /** The VMA named by the file, or null when the slot was given by `hva`. */
+  readonly vma: string | null;
+  /** Offset into `vma` (0 when given by `hva`). */
   readonly offset: number;
   /** userspace_addr: the VMA's start plus `offset`. */
   readonly userspaceAddr: number;
@@ -206,15 +245,51 @@ export interface VmConfig {
   readonly mte: boolean;
   /** KVM_CAP_ARM_NISV_TO_USER enabled. */
   readonly nisvToUser: boolean;
+  /** The most stage-2 table pages the host allocates for the VM (PGD included); absent: no limit. */
+  readonly tablePagesMax?: number;
+  /** What the VMM does with a write MMIO exit in a read-only memslot; absent: `'drop'`. */
+  readonly mmioWrites?: MmioWrites;
 }
+
+/** `vm.mmioWrites`: drop the write, or store it into the read-only slot's backing (a hostWrite). */
+export const MMIO_WRITES = ['drop', 'store-readonly-slot'] as const;
+/** A VMM policy for MMIO writes. */
+export type MmioWrites = (typeof MMIO_WRITES)[number];
+
+/** Top-level `onError`: what the VMM does when KVM_RUN fails. */
+export const ON_ERRORS = ['continue', 'stop'] as const;
+/** An error policy. */
+export type OnError = (typeof ON_ERRORS)[number];
+
+/** Races an access may meet on its first fault (scenario-format.md, host events). */
+export const RACES = ['invalidate', 'zap-host-pte', 'other-vcpu'] as const;
+/** A race. */
+export type Race = (typeof RACES)[number];
 
 /** Stage-1 access permission of a guest mapping (AP[2]). */
 export const GUEST_APS = ['rw', 'ro'] as const;
 /** A guest stage-1 permission. */
 export type GuestAp = (typeof GUEST_APS)[number];
 
+/**
+ * A guest stage-1 mapping: `[va, va + size)` onto `[ipa, ipa + size)`, or (GuestLeafAlias) one
+ * granule page at `va` onto the table page holding the leaf descriptor of `leafTableOf`.
+ */
+export type GuestMapping = GuestRangeMapping | GuestLeafAlias;
+
+/** One granule page at `va` mapped onto the table page that holds `leafTableOf`'s leaf descriptor. */
+export interface GuestLeafAlias {
+  readonly va: number;
+  /** A VA mapped by an earlier entry of `mappings`. */
+  readonly leafTableOf: number;
+  readonly attrIndx: number;
+  readonly ap: GuestAp;
+  readonly af: boolean;
+  readonly xn: boolean;
+}
+
 /** One guest stage-1 mapping of `[va, va + size)` to `[ipa, ipa + size)`. */
-export interface GuestMapping {
+export interface GuestRangeMapping {
   readonly va: number;
   readonly ipa: number;
   readonly size: number;
@@ -236,6 +311,12 @@ export interface GuestStage1 {
   readonly ha: boolean;
   /** TCR_EL1.HD. */
   readonly hd: boolean;
+  /** VA size (TCR_EL1.T0SZ = 64 − vaBits); absent: 48. */
+  readonly vaBits?: number;
+  /** TCR_EL1.IPS as bits; absent: vm.ipaBits (at most 48). */
+  readonly ips?: number;
+  /** Blocks wherever size and alignment allow; absent: false (pages only). */
+  readonly blocks?: boolean;
   readonly mappings: readonly GuestMapping[];
 }
 
@@ -274,6 +355,20 @@ export interface AccessStep extends StepCommon {
   readonly access: AccessKind;
   readonly space: AddressSpace;
   readonly address: number;
+  /** A race on the access's first fault; absent: none. */
+  readonly race?: Race;
+  /** write/st-preidx: the 8 bytes stored; cas: the value swapped in. Absent: 0. */
+  readonly value?: bigint;
+  /** cas: the value compared with. Absent: 0. */
+  readonly expect?: bigint;
+}
+
+/** The VMM writes `bytes` at `offset` of a VMA through its own mapping. */
+export interface HostWriteStep extends StepCommon {
+  readonly kind: 'hostWrite';
+  readonly vma: string;
+  readonly offset: number;
+  readonly bytes: Uint8Array;
 }
 
 /** One access of kind `access` every `stride` bytes of `[from, from + size)`. */
@@ -339,7 +434,32 @@ export type Step =
   | AgeStep
   | DirtyLogStep
   | MemslotStep
-  | DeleteMemslotStep;
+  | DeleteMemslotStep
+  | MmapStep
+  | MunmapStep
+  | PoisonStep
+  | HostWriteStep;
+
+/** A VMA mapped mid-run (MAP_FIXED: it replaces whatever it overlaps). */
+export interface MmapStep extends StepCommon {
+  readonly kind: 'mmap';
+  readonly vma: Vma;
+}
+
+/** munmap of `[offset, offset + size)` of the named VMA (offsets from where it was mapped). */
+export interface MunmapStep extends StepCommon {
+  readonly kind: 'munmap';
+  readonly vma: string;
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** memory_failure() on the page (or huge page) backing `offset` of the named VMA. */
+export interface PoisonStep extends StepCommon {
+  readonly kind: 'poison';
+  readonly vma: string;
+  readonly offset: number;
+}
 
 /** Step kinds, as the key that introduces each in the file. */
 export const STEP_KINDS = [
@@ -351,6 +471,10 @@ export const STEP_KINDS = [
   'dirtyLog',
   'memslot',
   'deleteMemslot',
+  'mmap',
+  'munmap',
+  'poison',
+  'hostWrite',
 ] as const;
 /** A step kind. */
 export type StepKind = (typeof STEP_KINDS)[number];
@@ -370,7 +494,24 @@ export interface Scenario {
   readonly memslots: readonly Memslot[];
   readonly guest: GuestConfig | null;
   readonly steps: readonly Step[];
+  /** Top-level `onError`; absent: `'continue'`. */
+  readonly onError?: OnError;
+  /** The `cpu` keys that are not host features (DC ZVA, AT); absent: the defaults. */
+  readonly cpuOptions?: CpuOptions;
 }
+
+/** `cpu` keys beyond the host features: what the guest's DCZID_EL0 says, and what AT does. */
+export interface CpuOptions {
+  /** DCZID_EL0.BS as bytes (4 << BS): the block DC ZVA zeroes. Default 64. */
+  readonly dczvaBytes: number;
+  /** DCZID_EL0.DZP: DC ZVA prohibited (the guest takes an UNDEF). Default false. */
+  readonly dzp: boolean;
+  /** AT with TCR_EL1.HA updates the access flag (IMPLEMENTATION DEFINED). Default false. */
+  readonly atUpdatesAf: boolean;
+}
+
+/** The `cpu` keys CpuOptions come from. */
+export const CPU_OPTION_KEYS = ['dczvaBytes', 'dzp', 'atUpdatesAf'] as const;
 
 /**
  * Resolve VM_MTE_ALLOWED for a VMA once the host CPU is known: Linux sets it on anon, thp, shmem

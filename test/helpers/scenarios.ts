@@ -159,4 +159,4 @@ export function leaf(l: AccessLine): string | null {
 }
 
 /** The modelled kernels. */
-export const KERNELS = ['6.16', 'seed', '6.17'] as const;
+export const KERNELS = ['6.16', 'seed', 'v7', '6.17'] as const;

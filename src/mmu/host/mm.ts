@@ -49,7 +49,9 @@ import {
   type Vma,
   type VmaSet,
   vmaLookupReq,
+  vmaNameStart,
 } from './vma.js';
+import { UffdLog } from './uffd.js';
 
 /** FaultinResult.err: none. */
 export const FAULTIN_OK = 0;
@@ -57,6 +59,11 @@ export const FAULTIN_OK = 0;
 export const KVM_PFN_ERR_FAULT = 1;
 /** FaultinResult.err: KVM_PFN_ERR_HWPOISON (GUP returned -EHWPOISON). */
 export const KVM_PFN_ERR_HWPOISON = 2;
+/**
+ * FaultinResult.err: KVM_PFN_ERR_RO_FAULT (hva_to_pfn_remapped(): a write fault found a
+ * present, read-only entry in a VM_IO/VM_PFNMAP VMA).
+ */
+export const KVM_PFN_ERR_RO_FAULT = 3;
 
 /**
  * What Mm.faultinPfn() takes and fills (the role of struct kvm_follow_pfn): the caller puts
@@ -159,7 +166,15 @@ export class Mm {
    * fault path allocates nothing.
    */
   private readonly at = { hva: 0.5, pfn: 0.5 };
-  private nextVmaId = 1;
+  /** @internal The next VMA id (events.ts gives split-off VMAs new ones). */
+  nextVmaId = 1;
+  /** userfaultfd missing-page events raised, in order (the runner reads and resets it). */
+  readonly uffdLog = new UffdLog();
+  /**
+   * What a VMM registered with copyFrom "registration" copies back: page hva → the bytes the
+   * page held at UFFDIO_REGISTER (events.ts, uffdSnapshot). Pages not here copy as zeroes.
+   */
+  readonly uffdSource = new Map<number, Uint8Array>();
 
   constructor(phys: PhysMem, notifier: MmuNotifier = new MmuNotifier(), options: MmOptions = {}) {
     this.granule = phys.granule;
@@ -290,7 +305,22 @@ export class Mm {
     this.faultinPfnReq(out, writeFault);
   }
 
-  /** faultinPfn() of `out.hva`, for the fault path (no address argument to box). */
+  /**
+   * faultinPfn() of `out.hva`, for the fault path (no address argument to box). The order is
+   * hva_to_pfn()'s (virt/kvm/kvm_main.c, v6.17):
+   * 1. hva_to_pfn_fast(): lockless GUP with FOLL_WRITE (tried for a read too, since arm64
+   *    always asks for map_writable); it takes a present, writable, non-special entry.
+   * 2. hva_to_pfn_slow(): GUP proper, which faults the page in (the host fault handlers,
+   *    copy-on-write for a write) but refuses a VM_IO|VM_PFNMAP VMA (check_vma_flags()) and
+   *    any special entry (vm_normal_page() gives no page: follow_page_pte() fails) — every
+   *    entry vmf_insert_mixed() installs on arm64, which has pte_special.
+   * 3. Only for VM_IO|VM_PFNMAP: hva_to_pfn_remapped(). follow_pfnmap_start() reads the entry
+   *    as it is; fixup_user_fault() runs only when there is none. A write fault on a present
+   *    read-only entry is KVM_PFN_ERR_RO_FAULT: the COW of a private PFNMAP is never broken
+   *    here. No page reference is taken.
+   * 4. Anything else (a VM_MIXEDMAP VMA without VM_IO whose entries are special):
+   *    KVM_PFN_ERR_FAULT.
+   */
   faultinPfnReq(out: FaultinResult, writeFault: boolean): void {
     const hva = out.hva;
     this.at.hva = hva;
@@ -304,44 +334,60 @@ export class Mm {
     if (vma.backing === 'hugetlb') out.vmaShift = vma.hugeShift;
     const need = writeFault ? VM_WRITE : VM_READ;
     if ((vma.vmFlags & need) === 0) return;
+    const remapped = (vma.vmFlags & (VM_IO | VM_PFNMAP)) !== 0;
 
     let l = this.walk(vma);
-    if ((l.flags & HPTE_PRESENT) === 0) {
-      if (!this.populate(vma, writeFault)) return;
-      l = this.walk(vma);
-    }
-    if (writeFault && (l.flags & HPTE_WRITE) === 0) {
-      if (!this.wpFault(vma)) return;
-      l = this.walk(vma);
-    }
-    if ((l.flags & HPTE_PRESENT) === 0) return;
-    const pfn = l.pfn + Math.floor((hva - l.base) / this.granule.pageSize);
-    let page = (l.flags & HPTE_SPECIAL) === 0;
-    if (vma.backing === 'pfnmap' || vma.backing === 'mixedmap') {
-      // hva_to_pfn_remapped() never takes a page reference; GUP succeeds on
-      // a MIXEDMAP entry only when it has a normal struct page (RAM).
-      page = vma.backing === 'mixedmap' && (l.flags & HPTE_SPECIAL) === 0;
-    }
-    // A poisoned hugetlb folio is unusable as a whole (folio_test_hwpoison on the head;
-    // hugetlb_fault returns VM_FAULT_HWPOISON_LARGE for any subpage).
-    const phys = this.phys;
-    if (page) {
-      phys.reqPfn = pfn;
-      let poisoned = phys.pageHwPoisonReq();
-      if (!poisoned && phys.folioTestHugetlbReq()) {
-        phys.folioHeadReq();
-        poisoned = phys.pageHwPoisonReq();
-      }
-      if (poisoned) {
-        out.err = KVM_PFN_ERR_HWPOISON;
+    const fastOk = (l.flags & (HPTE_PRESENT | HPTE_WRITE | HPTE_SPECIAL)) === (HPTE_PRESENT | HPTE_WRITE);
+    if (!fastOk) {
+      if (!remapped) {
+        // GUP slow: the host fault handlers, then copy-on-write for a write.
+        if ((l.flags & HPTE_PRESENT) === 0) {
+          if (!this.populate(vma, writeFault)) return;
+          l = this.walk(vma);
+        }
+        if (writeFault && (l.flags & HPTE_WRITE) === 0) {
+          if (!this.wpFault(vma)) return;
+          l = this.walk(vma);
+        }
+        if ((l.flags & (HPTE_PRESENT | HPTE_SPECIAL)) !== HPTE_PRESENT) return;
+      } else {
+        // hva_to_pfn_remapped(): fixup_user_fault() only when follow_pfnmap_start() finds no
+        // entry; the handler it runs installs what the driver (or do_anonymous_page) does.
+        if ((l.flags & HPTE_PRESENT) === 0) {
+          if (!this.populate(vma, writeFault)) return;
+          l = this.walk(vma);
+          if ((l.flags & HPTE_PRESENT) === 0) return;
+        }
+        if (writeFault && (l.flags & HPTE_WRITE) === 0) {
+          out.err = KVM_PFN_ERR_RO_FAULT;
+          return;
+        }
+        out.pfn = l.pfn + Math.floor((hva - l.base) / this.granule.pageSize);
+        out.writable = (l.flags & HPTE_WRITE) !== 0;
+        out.err = FAULTIN_OK;
         return;
       }
     }
+    const pfn = l.pfn + Math.floor((hva - l.base) / this.granule.pageSize);
+    // GUP took a reference on a normal page. A poisoned hugetlb folio is unusable as a whole
+    // (folio_test_hwpoison on the head; hugetlb_fault returns VM_FAULT_HWPOISON_LARGE for any
+    // subpage).
+    const phys = this.phys;
+    phys.reqPfn = pfn;
+    let poisoned = phys.pageHwPoisonReq();
+    if (!poisoned && phys.folioTestHugetlbReq()) {
+      phys.folioHeadReq();
+      poisoned = phys.pageHwPoisonReq();
+    }
+    if (poisoned) {
+      out.err = KVM_PFN_ERR_HWPOISON;
+      return;
+    }
     out.pfn = pfn;
     out.writable = (l.flags & HPTE_WRITE) !== 0;
-    out.page = page;
+    out.page = true;
     out.err = FAULTIN_OK;
-    if (page) this.pagesHeld++;
+    this.pagesHeld++;
   }
 
   /**
@@ -428,9 +474,12 @@ export class Mm {
   }
 
   /**
-   * Test/scenario hook: fault in the page at hva (as a write if the VMA is
-   * writable, else a read), then mark its pfn hardware-poisoned. Returns the
-   * pfn, or -1 if it could not be populated.
+   * Test hook: fault in the page at hva (as a write if the VMA is
+   * writable, else a read), then mark its pfn hardware-poisoned, leaving the
+   * mappings alone. memory_failure() as a whole (THP split, unmapping with
+   * the MMU-notifier invalidation) is memoryFailure() in events.ts, which the
+   * scenario's `poison` step runs. Returns the pfn, or -1 if it could not be
+   * populated.
    */
   poisonHva(hva: number): number {
     const vma = vmaLookup(this.vmas, hva);
@@ -443,6 +492,80 @@ export class Mm {
     // memory_failure() on a hugetlb subpage also flags the folio (its head).
     if (this.phys.folioTestHugetlb(r.pfn)) this.phys.setHwPoison(this.phys.folioHead(r.pfn), true);
     return r.pfn;
+  }
+
+  /**
+   * The VMM writes `bytes` at `hva` through its own mapping (a store by the VMM process): each
+   * page is faulted in for write as the CPU's store would fault it (populating a private
+   * writable page, breaking copy-on-write with its MMU-notifier invalidation, a userfaultfd
+   * missing-page event in a registered range), then the bytes land in that page. KVM is not
+   * involved: no dirty-log mark, and the page is not marked dirty by KVM.
+   * Returns 0, -EFAULT (no VMA, or the VMA is not writable: the VMM would take SIGSEGV) or
+   * -EHWPOISON (a poisoned page: SIGBUS).
+   */
+  hostWrite(hva: number, bytes: Uint8Array): number {
+    const ps = this.granule.pageSize;
+    const r = hostWriteScratch;
+    let done = 0;
+    while (done < bytes.length) {
+      const at = hva + done;
+      const off = at % ps;
+      const n = Math.min(ps - off, bytes.length - done);
+      const vma = vmaLookup(this.vmas, at);
+      if (vma === undefined || (vma.vmFlags & VM_WRITE) === 0) return -14;
+      this.faultinPfn(at, true, r);
+      if (r.err === KVM_PFN_ERR_HWPOISON) return -133;
+      if (r.err !== FAULTIN_OK) return -14;
+      this.phys.contents.writeBytes(r.pfn, off, bytes.subarray(done, done + n));
+      this.releaseFaultinPage(r, true, false);
+      done += n;
+    }
+    return 0;
+  }
+
+  /**
+   * Reads `n` bytes at `hva` as the VMM would see them, without faulting anything in: a page
+   * the host has not populated reads as zeroes (what a read fault would map). Cold path.
+   * Returns a fresh array.
+   */
+  hostRead(hva: number, n: number): Uint8Array {
+    const ps = this.granule.pageSize;
+    const out = new Uint8Array(n);
+    let done = 0;
+    while (done < n) {
+      const at = hva + done;
+      const off = at % ps;
+      const len = Math.min(ps - off, n - done);
+      const vma = vmaLookup(this.vmas, at);
+      if (vma !== undefined) {
+        this.at.hva = at;
+        const leaf = this.walk(vma);
+        if ((leaf.flags & HPTE_PRESENT) !== 0) {
+          const pfn = leaf.pfn + Math.floor((at - leaf.base) / ps);
+          out.set(this.phys.contents.readBytes(pfn, off, len), done);
+        }
+      }
+      done += len;
+    }
+    return out;
+  }
+
+  /**
+   * MAP_POPULATE (populate_vma_page_range): every page of the VMA faulted in at creation, for
+   * write when the VMA is writable (so a private mapping gets its own pages), else for read.
+   * Returns 0 or -EFAULT / -EHWPOISON as hostWrite().
+   */
+  populateVma(vma: Vma): number {
+    const step = vma.backing === 'hugetlb' ? pow2(vma.hugeShift) : this.granule.pageSize;
+    const write = (vma.vmFlags & VM_WRITE) !== 0;
+    const r = hostWriteScratch;
+    for (let a = vma.start; a < vma.end; a += step) {
+      this.faultinPfn(a, write, r);
+      if (r.err === KVM_PFN_ERR_HWPOISON) return -133;
+      if (r.err !== FAULTIN_OK) return -14;
+      this.releaseFaultinPage(r, true, false);
+    }
+    return 0;
   }
 
   // ---- internals -------------------------------------------------------------
@@ -483,7 +606,9 @@ export class Mm {
     at.pfn = vma.pgoff + (base - vma.start) / g.pageSize;
     let flags = HPTE_PRESENT;
     if ((vma.vmFlags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE)) flags |= HPTE_WRITE;
-    if (vma.backing === 'pfnmap' || !this.phys.pfnIsMapMemoryAt(at)) flags |= HPTE_SPECIAL;
+    // remap_pfn_range() and vmf_insert_mixed() both install special entries on arm64
+    // (CONFIG_ARCH_HAS_PTE_SPECIAL: insert_pfn() marks every entry special, RAM or not).
+    flags |= HPTE_SPECIAL;
     pt.reqHva = base;
     pt.reqPfn = at.pfn;
     pt.setReq(level, flags);
@@ -543,11 +668,8 @@ export class Mm {
       default:
         break;
     }
-    if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) {
-      // handle_userfault(): the VMM resolves it with UFFDIO_COPY of one base page.
-      this.stats.uffdEvents++;
-      return this.installNewPage(vma, canWrite ? HPTE_WRITE : 0);
-    }
+    // handle_userfault(): the VMM resolves it with UFFDIO_COPY (uffd.ts, handleUserfault).
+    if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) return this.handleUserfault(vma, write);
     if (vma.backing === 'shmem') {
       if (shared) return this.installNewPage(vma, canWrite ? HPTE_WRITE : 0);
       // Private file mapping: a read maps the file page read-only; a write
@@ -586,6 +708,59 @@ export class Mm {
     return true;
   }
 
+  /**
+   * handle_userfault() on a missing page of a registered VMA, at this.at.hva: the event goes to
+   * the VMM (uffdLog), which answers with UFFDIO_COPY of that page (resolve "page") or of every
+   * page of the registered range still missing (resolve "range"; one event fills them all). A
+   * hugetlb VMA's unit is its huge page, as hugetlb_mfill_atomic_pte() copies.
+   */
+  private handleUserfault(vma: Vma, write: boolean): boolean {
+    const hva = this.at.hva;
+    const unit = vma.backing === 'hugetlb' ? POW2[vma.hugeShift]! : this.granule.pageSize;
+    const page = Math.floor(hva / unit) * unit;
+    this.stats.uffdEvents++;
+    this.uffdLog.push(vma.name, page - vmaNameStart(vma), write);
+    const reg = vma.uffd;
+    if (reg !== undefined && reg.resolve === 'range') {
+      for (let a = reg.start; a < reg.end; a += unit) {
+        if (a === page) continue;
+        const v = vmaLookup(this.vmas, a);
+        if (v === undefined || (v.vmFlags & VM_UFFD_MISSING) === 0) continue;
+        this.at.hva = a;
+        if ((this.walk(v).flags & HPTE_PRESENT) === 0 && !this.uffdCopy(v)) break;
+      }
+      this.at.hva = hva;
+    }
+    return this.uffdCopy(vma);
+  }
+
+  /**
+   * UFFDIO_COPY of the page (hugetlb: huge page) at this.at.hva: a new page, writable when the
+   * VMA is, holding what the registration says (copyFrom; the contents store fills it).
+   */
+  private uffdCopy(vma: Vma): boolean {
+    const ok =
+      vma.backing === 'hugetlb'
+        ? this.populateHugetlb(vma, false, true)
+        : this.installNewPage(vma, (vma.vmFlags & VM_WRITE) !== 0 ? HPTE_WRITE : 0);
+    if (ok && this.uffdSource.size !== 0 && vma.uffd !== undefined && vma.uffd.copyFrom === 'registration')
+      this.uffdFill(vma);
+    return ok;
+  }
+
+  /** The bytes UFFDIO_COPY puts in the page (or huge page) just installed at this.at.hva. */
+  private uffdFill(vma: Vma): void {
+    const ps = this.granule.pageSize;
+    const unit = vma.backing === 'hugetlb' ? POW2[vma.hugeShift]! : ps;
+    const base = Math.floor(this.at.hva / unit) * unit;
+    const l = newHostLeafScratch;
+    if (!this.pt.lookup(base, l)) return;
+    for (let a = base; a < base + unit; a += ps) {
+      const bytes = this.uffdSource.get(a);
+      if (bytes !== undefined) this.phys.contents.writeBytes(l.pfn + (a - l.base) / ps, 0, bytes);
+    }
+  }
+
   private installNewPage(vma: Vma, extra: number): boolean {
     const phys = this.phys;
     if (!phys.allocFolioReq(0, false)) return false;
@@ -600,9 +775,9 @@ export class Mm {
   }
 
   /** hugetlb_no_page(): allocate a folio of the hstate size and map it at its level (cont entries for cont sizes). */
-  private populateHugetlb(vma: Vma, write: boolean): boolean {
+  private populateHugetlb(vma: Vma, write: boolean, uffdCopy = false): boolean {
     const g = this.granule;
-    if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) this.stats.uffdEvents++;
+    if (!uffdCopy && (vma.vmFlags & VM_UFFD_MISSING) !== 0) return this.handleUserfault(vma, write);
     const phys = this.phys;
     if (!phys.allocFolioReq(vma.hugeShift - g.pageShift, true)) return false;
     this.stats.faultAllocs++;
@@ -698,6 +873,9 @@ export class Mm {
       if (ok) {
         this.stats.faultAllocs++;
         this.stats.cowBreaks++;
+        // copy_user_highpage(): the private copy starts with the old page's bytes (the zero
+        // page has none; a private file page or a COW pfnmap page may).
+        if (phys.contents.pagesStored !== 0) phys.contents.copy(l.pfn, phys.reqPfn, 1);
         this.pt.reqHva = base;
         this.pt.reqPfn = phys.reqPfn;
         if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(1);
@@ -724,9 +902,9 @@ export class Mm {
   /**
    * Splits the leaf at (level, base) into a table of next-level leaves mapping
    * the same pfns (__split_huge_pmd/pud), with the notifier invalidation over
-   * the leaf's range that the kernel issues.
+   * the leaf's range that the kernel issues. @internal (events.ts: memory_failure's THP split).
    */
-  private splitLeaf(level: number, base: number): void {
+  splitLeaf(level: number, base: number): void {
     const g = this.granule;
     const l = newHostLeafScratch;
     this.pt.lookup(base, l);
@@ -747,8 +925,11 @@ export class Mm {
     this.notifier.invalidateRangeEnd(base, base + size);
   }
 
-  /** Zaps [start, end) of a VMA (zap_page_range_single / hugetlb hole punch). */
-  private zapRange(vma: Vma, start: number, end: number): void {
+  /**
+   * Zaps [start, end) of a VMA (zap_page_range_single / hugetlb hole punch), without the
+   * notifier calls (the caller brackets them). @internal (events.ts uses it for munmap).
+   */
+  zapRange(vma: Vma, start: number, end: number): void {
     const isPfn = vma.backing === 'pfnmap' || vma.backing === 'mixedmap';
     // Split huge leaves that straddle the boundaries (partial THP or huge pfnmap unmap).
     for (const edge of [start, end]) {
@@ -788,3 +969,5 @@ export class Mm {
 }
 
 const newHostLeafScratch: HostLeaf = newHostLeaf();
+/** The faultin result hostWrite() and populateVma() reuse (the VMM's own faults, not KVM's). */
+const hostWriteScratch: FaultinResult = newFaultinResult();

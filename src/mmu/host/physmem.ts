@@ -21,6 +21,7 @@
  * Read idiom: `(state & PS_X) !== 0`; order: `(state >> PS_ORDER_SHIFT) & PS_ORDER_MASK`.
  */
 import { POW2, shl, shr, type HostGranule, pow2 } from './granule.js';
+import { PageContents } from './contents.js';
 
 /** Page is part of an allocated folio (populated). */
 export const PS_ALLOCATED = 1 << 0;
@@ -115,9 +116,16 @@ export class PhysMem {
   /** system_supports_mte(): tag state is initialised by host mappings (see PhysMemOptions.mte). */
   readonly mte: boolean;
 
+  /**
+   * The bytes of the pages that were written (contents.ts): dropped when their folio is freed,
+   * so a page reads as zeroes whenever it is handed out again.
+   */
+  readonly contents: PageContents;
+
   constructor(granule: HostGranule, regions: readonly PhysRegion[], options: PhysMemOptions = {}) {
     this.granule = granule;
     this.mte = options.mte ?? false;
+    this.contents = new PageContents(granule.pageSize);
     const sorted = [...regions].sort((a, b) => a.base - b.base);
     for (let i = 0; i < sorted.length; i++) {
       const r = sorted[i];
@@ -246,6 +254,8 @@ export class PhysMem {
     const n = pow2(order);
     this.fillStateReq(n, 0, PS_HWPOISON);
     this.stats.allocatedPages -= n;
+    // The page allocator hands the pages out zeroed next time: their bytes die with the folio.
+    if (this.contents.pagesStored !== 0) this.contents.drop(pfn, n);
     this.freeLists[order].push(pfn);
     return true;
   }

@@ -84,6 +84,28 @@ export interface Vma {
   readonly hugeShift: number;
   /** pfnmap/mixedmap: host entry size the driver installs. 'page' otherwise. */
   readonly hostMapping: HostMappingSize;
+  /**
+   * Where this VMA starts within the mapping its name was created for: 0, or, for the later
+   * pieces of a VMA that munmap or a MAP_FIXED mmap split, their offset from the original start
+   * (so `name + offset` keeps naming the same address).
+   */
+  readonly nameOffset?: number;
+  /** The userfaultfd registration (VM_UFFD_MISSING is set with it), or absent. */
+  readonly uffd?: UffdRegistration;
+}
+
+/**
+ * A userfaultfd registration for missing-page events (UFFDIO_REGISTER_MODE_MISSING): how the
+ * VMM answers each event.
+ */
+export interface UffdRegistration {
+  /** `'page'`: one UFFDIO_COPY of the faulting page; `'range'`: of every missing page of the range. */
+  readonly resolve: 'page' | 'range';
+  /** What UFFDIO_COPY copies: the range's contents at registration, or zeroes. */
+  readonly copyFrom: 'registration' | 'zero';
+  /** The registered host range [start, end) (the VMA as it was registered). */
+  readonly start: number;
+  readonly end: number;
 }
 
 /** An immutable generation of the address space's VMAs, sorted by start. */
@@ -169,6 +191,59 @@ export function vmaSetUpdateFlags(set: VmaSet, id: number, vmFlags: number): Vma
     if (v !== undefined) v.vmFlags = vmFlags;
     d.generation++;
   });
+}
+
+/** Returns a new generation in which VMA `id` has `patch` applied (flags, registration). */
+export function vmaSetUpdate(set: VmaSet, id: number, patch: Partial<Pick<Vma, 'vmFlags' | 'uffd'>>): VmaSet {
+  return produce(set, (d) => {
+    const v = d.vmas.find((x) => x.id === id);
+    if (v !== undefined) Object.assign(v, patch);
+    d.generation++;
+  });
+}
+
+/**
+ * Removes hvas [start, end) from the address space, splitting the VMAs that straddle either
+ * edge as __split_vma() does: the part below `start` keeps the VMA's identity, the part above
+ * `end` is a new VMA (id from `newId()`) whose vm_pgoff moves on for raw-pfn mappings and
+ * whose name offset records where it starts. Returns the new generation (the old one is
+ * unchanged).
+ */
+export function vmaSetRemoveRange(
+  set: VmaSet,
+  start: number,
+  end: number,
+  pageSize: number,
+  newId: () => number,
+): VmaSet {
+  return produce(set, (d) => {
+    const out: Vma[] = [];
+    for (const v of d.vmas) {
+      if (v.end <= start || v.start >= end) {
+        out.push(v);
+        continue;
+      }
+      if (v.start < start) out.push({ ...v, end: start });
+      if (v.end > end) {
+        const shift = end - v.start;
+        const raw = v.backing === 'pfnmap' || v.backing === 'mixedmap';
+        out.push({
+          ...v,
+          id: newId(),
+          start: end,
+          pgoff: raw ? v.pgoff + shift / pageSize : v.pgoff,
+          nameOffset: (v.nameOffset ?? 0) + shift,
+        });
+      }
+    }
+    d.vmas = out;
+    d.generation++;
+  });
+}
+
+/** Where the mapping a VMA's name was created for starts (its start less its name offset). */
+export function vmaNameStart(v: Vma): number {
+  return v.start - (v.nameOffset ?? 0);
 }
 
 /** Models is_cow_mapping(): VM_MAYWRITE without VM_SHARED. */
