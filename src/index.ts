@@ -49,6 +49,14 @@ export type { KernelModel, KernelName } from './mmu/kernel.js';
 export { Kvm, AccessStats } from './mmu/vm.js';
 export type { KvmOptions } from './mmu/vm.js';
 export {
+  HOST_RULES,
+  auditHostConsistency,
+  explainedBy,
+  formatHostViolation,
+  kernelViolations,
+} from './mmu/hostaudit.js';
+export type { HostRule, HostViolation, KernelViolation } from './mmu/hostaudit.js';
+export {
   Vcpu,
   AccessResult,
   ACC_READ,

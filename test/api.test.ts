@@ -70,3 +70,30 @@ describe('the public API (src/index.ts)', () => {
     expect(() => s2.parseScenario({ cpu: { profile: 'grace' } })).toThrow(s2.ScenarioError);
   });
 });
+
+describe('AccessResult', () => {
+  it('shows only the current access its faults (no stale record from an earlier access)', () => {
+    const kvm = new s2.Kvm({
+      cpu: s2.CPU_PRESETS['grace']!.features,
+      granule: 4096,
+      physical: [{ base: 0x8000_0000, size: 0x4000_0000, type: 'ram' }],
+    });
+    kvm.mm.mmap({
+      name: 'ram',
+      start: 0x7f00_0000_0000,
+      size: 0x400_0000,
+      vmFlags: s2.VM_READ | s2.VM_WRITE | s2.VM_MAYWRITE,
+      backing: 'anon',
+    });
+    kvm.createMemslot({ id: 0, baseGfn: 0x40000, npages: 0x4000, userspaceAddr: 0x7f00_0000_0000, flags: 0 });
+    const vcpu = new s2.Vcpu(kvm);
+    const r = new s2.AccessResult();
+    vcpu.access(s2.ACC_WRITE, 0x4000_1000, r);
+    expect(r.faults.map((f) => f.handler)).toEqual(['user_mem_abort']);
+    expect(r.fault(0).handler).toBe('user_mem_abort');
+    vcpu.access(s2.ACC_READ, 0x4000_1000, r); // mapped: no fault
+    expect(r.nFaults).toBe(0);
+    expect(r.faults).toEqual([]);
+    expect(() => r.fault(0)).toThrow(RangeError);
+  });
+});

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -34,9 +35,165 @@ describe('s2emu run: bad input', () => {
   it('reports invalid JSON with its position, and a bad --kernel', () => {
     const j = s2emu(['run', '-'], '{ bad json');
     expect(j.status).toBe(2);
-    expect(j.stderr).toMatch(/invalid JSON: .*\(line 1, column 3\)/);
+    expect(j.stderr).toMatch(/^<stdin>:1:3: invalid JSON: /m);
     const k = s2emu(['run', 'examples/vfio-bar.json', '--kernel', '7.0']);
     expect(k.status).toBe(2);
-    expect(k.stderr).toBe('s2emu: --kernel: expected one of "6.16", "seed", "6.17", got "7.0"\n');
+    expect(k.stderr).toBe('s2emu: --kernel: expected one of "6.16", "seed", "v7", "6.17", got "7.0"\n');
+  });
+});
+
+/** A small scenario (the tests' default host) as JSON text. */
+function scenarioText(over: Record<string, unknown>): string {
+  return JSON.stringify({
+    cpu: { profile: 'grace' },
+    granule: '4K',
+    physical: [{ base: '0x8000_0000', size: '1G', type: 'ram' }],
+    vmas: [{ name: 'ram', start: '0x7f00_0000_0000', size: '64M', backing: 'anon', prot: 'rw' }],
+    vm: { ipaBits: 40 },
+    memslots: [{ slot: 0, gpa: '0x4000_0000', size: '64M', vma: 'ram' }],
+    steps: [],
+    ...over,
+  });
+}
+
+describe("s2emu run: the editor's error format, arguments, limits", () => {
+  it('reports each rejected key as FILE:LINE:COL: key.path: message', () => {
+    const text =
+      '{"cpu":{"profile":"grace"},\n  "granule":"8K","physical":[],"memslots":[],"steps":[],"vmas":[]}';
+    const r = s2emu(['run', '-'], text);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(
+      's2emu: <stdin>: scenario rejected:\n<stdin>:2:3: granule: expected one of "4K", "16K", "64K"\n',
+    );
+  });
+
+  it('names an unexpected argument', () => {
+    const r = s2emu(['run', 'examples/vfio-bar.json', 'extra']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('s2emu: run examples/vfio-bar.json extra: unexpected argument "extra"\n');
+  });
+
+  it('refuses a scenario out of proportion up front, with the count and the option that allows it', () => {
+    // 1 TiB at a 1-byte stride: 2^40 accesses.
+    const huge = scenarioText({
+      steps: [{ touch: { from: '0x4000_0000', size: '1T', stride: 1, access: 'read' } }],
+    });
+    const r = s2emu(['run', '-'], huge);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('makes 1,099,511,627,776 accesses, more than the limit of 1,073,741,824');
+    expect(r.stderr).toContain('--max-accesses 1099511627776');
+    // A lower limit refuses a small touch; a high enough one runs it.
+    const small = scenarioText({
+      steps: [{ touch: { from: '0x4000_0000', size: '64K', stride: '4K', access: 'read' } }],
+    });
+    expect(s2emu(['run', '-', '--max-accesses', '15'], small).status).toBe(2);
+    expect(s2emu(['run', '-', '--max-accesses', '16'], small).status).toBe(0);
+    expect(s2emu(['run', '-', '--max-accesses', 'lots'], small).stderr).toBe(
+      's2emu: --max-accesses: expected a positive whole number, got "lots"\n',
+    );
+  });
+});
+
+describe('s2emu run: exit status and what the output records', () => {
+  const exitsAndMmio = scenarioText({
+    steps: [
+      { access: 'exec', ipa: '0x4000_1000' },
+      { access: 'read', ipa: '0x2_0000_0000' },
+    ],
+  });
+
+  it('0 when nothing went wrong on the host side; 1 when KVM_RUN failed; --allow-errors keeps 0', () => {
+    const ok = scenarioText({ steps: [{ access: 'write', ipa: '0x4000_1000' }] });
+    expect(s2emu(['run', '-', '--json'], ok).status).toBe(0);
+    // An IPA past the memslots but inside the IPA space is MMIO (fine); a read-only memslot's
+    // write without a syndrome is -ENOSYS: KVM_RUN fails.
+    const enosys = scenarioText({
+      memslots: [{ slot: 0, gpa: '0x4000_0000', size: '64M', vma: 'ram', flags: ['readonly'] }],
+      steps: [{ access: 'st-preidx', ipa: '0x4000_1000' }],
+    });
+    const r = s2emu(['run', '-', '--json'], enosys);
+    expect(r.stdout).toContain('"errno":"ENOSYS"');
+    expect(r.status).toBe(1);
+    expect(s2emu(['run', '-'], enosys).status).toBe(1);
+    expect(s2emu(['run', '-', '--json', '--allow-errors'], enosys).status).toBe(0);
+    expect(s2emu(['run', '-', '--json'], exitsAndMmio).status).toBe(0);
+  });
+
+  it('1 when a diagnostic fired (the seed leaves mmap_lock held)', () => {
+    const cow = scenarioText({
+      kernel: 'seed',
+      physical: [{ base: '0x40_0000_0000', size: '1G', type: 'nomap' }],
+      vmas: [
+        {
+          name: 'hbm',
+          start: '0x7e00_0000_0000',
+          size: '4M',
+          backing: 'pfnmap',
+          pa: '0x40_0000_0000',
+          prot: 'rw',
+        },
+      ],
+      memslots: [{ slot: 0, gpa: '0x80_0000_0000', size: '4M', vma: 'hbm' }],
+      steps: [{ access: 'read', ipa: '0x80_0000_0000' }],
+    });
+    const r = s2emu(['run', '-', '--json'], cow);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain('mmap_lock (read) still held');
+  });
+
+  it('the JSON summary records what produced it', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+    const r = s2emu(['run', '-', '--json', '--kernel', '6.16'], exitsAndMmio);
+    const { summary } = JSON.parse(r.stdout.trimEnd().split('\n').at(-1)!) as {
+      summary: { producer: Record<string, unknown> };
+    };
+    expect(summary.producer).toEqual({
+      s2emu: pkg.version,
+      kernel: '6.16',
+      cpu: {
+        profile: 'grace',
+        features: { fwb: true, dic: true, idc: true, mte: false, tlbiRange: true, hafdbs: true, lse: true },
+      },
+      granule: '4K',
+      paBits: 48,
+      ipaBits: 40,
+    });
+  });
+
+  it('ends quietly with status 0 when the reader closes the pipe (| head -1)', () => {
+    const r = spawnSync(
+      'bash',
+      [
+        '-c',
+        `set -o pipefail; "${process.execPath}" --import tsx src/cli/main.ts run examples/grace-gpu-passthrough.json --json | head -1`,
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ step: 0, access: 'read' });
+  });
+});
+
+describe('s2emu run: the readable report', () => {
+  it('names handler returns as errnos and marks S1PTW faults', () => {
+    const r = s2emu(['run', 'examples/postcopy-page-tables.json', '--no-color']);
+    expect(r.stdout).toMatch(/fault: translation L\d \(S1PTW\) → user_mem_abort 0/);
+    const nc = s2emu(['run', 'examples/grace-gpu-passthrough.json', '--no-color']);
+    expect(nc.stdout).toContain('fault: permission L2 → user_mem_abort -ENOEXEC');
+  });
+
+  it('prints a dirty-log harvest at its own step', () => {
+    const r = s2emu(['run', 'examples/dirty-logging-migration.json', '--no-color']);
+    const lines = r.stdout.split('\n');
+    const harvest = lines.findIndex((l) => l.includes('dirty log: slot'));
+    expect(harvest).toBeGreaterThan(0);
+    // The line above it (or above its siblings) is a step header for a get-and-clear.
+    const header = lines
+      .slice(0, harvest)
+      .reverse()
+      .find((l) => /^ {2}\[\d+\]/.test(l))!;
+    expect(header).toContain('dirty log get-and-clear');
   });
 });

@@ -795,19 +795,34 @@ describe('every example runs through the CLI', () => {
     expect(exampleFiles).toEqual([...tested].sort());
   });
 
+  /** The exit status a run's summary calls for: 1 when KVM_RUN failed or a diagnostic fired. */
+  const wantStatus = (stdout: string): number => {
+    const { summary } = JSON.parse(stdout.trimEnd().split('\n').at(-1)!) as {
+      summary: { errors: Record<string, number>; diagnostics: string[] };
+    };
+    return Object.keys(summary.errors).length > 0 || summary.diagnostics.length > 0 ? 1 : 0;
+  };
+
   for (const file of exampleFiles) {
-    it(`${file}: run --json exits 0 with JSON lines and a summary last`, () => {
+    it(`${file}: run --json exits 0 (1 if KVM_RUN failed or a diagnostic fired) with JSON lines and a summary last`, () => {
       const { code, stdout } = cliInProcess(['run', join(examplesDir, file), '--json']);
-      expect(code).toBe(0);
       checkJsonLines(stdout);
+      expect(code).toBe(wantStatus(stdout));
+      // --allow-errors keeps 0 for scenarios that are meant to fail.
+      expect(cliInProcess(['run', join(examplesDir, file), '--json', '--allow-errors']).code).toBe(0);
     });
 
-    it(`${file}: the report shows its description`, () => {
+    it(`${file}: the report shows its description, with the same exit status`, () => {
+      const json = cliInProcess(['run', join(examplesDir, file), '--json']);
       const { code, stdout } = cliInProcess(['run', join(examplesDir, file), '--no-color']);
-      expect(code).toBe(0);
-      expect(stdout).toContain(description(file));
+      expect(code).toBe(wantStatus(json.stdout));
+      expect(stdout.replace(/\s+/g, ' ')).toContain(description(file).replace(/\s+/g, ' '));
     });
   }
+
+  it('the main job (npm start) exits 0: grace-gpu-passthrough.json runs clean', () => {
+    expect(cliInProcess(['run', join(examplesDir, 'grace-gpu-passthrough.json'), '--no-color']).code).toBe(0);
+  });
 
   it('the s2emu executable itself runs an example both ways', () => {
     const file = join('examples', 'vfio-bar.json');
@@ -817,10 +832,10 @@ describe('every example runs through the CLI', () => {
         encoding: 'utf8',
       });
     const json = exe(['run', file, '--json']);
-    expect(json.status).toBe(0);
     checkJsonLines(json.stdout);
+    expect(json.status).toBe(wantStatus(json.stdout));
     const text = exe(['run', file, '--no-color']);
-    expect(text.status).toBe(0);
+    expect(text.status).toBe(json.status);
     expect(text.stdout).toContain(description('vfio-bar.json'));
   });
 });

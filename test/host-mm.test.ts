@@ -473,6 +473,44 @@ describe('pfnmap and mixedmap', () => {
     expect(mm.hostLeafSize(HVA + 3 * M)).toBe(0);
   });
 
+  it("the VMM's own store to a private pfnmap does break COW (handle_mm_fault, not GUP); KVM then gets the copy", () => {
+    const { phys, calls, mm, out } = setup();
+    mustVma(mm.mmap({ name: 'priv', start: HVA, size: 4 * M, vmFlags: RW, backing: 'pfnmap', pa: DEV_BASE }));
+    // do_wp_page() → wp_page_copy(): an anonymous copy replaces the device page, with its
+    // MMU-notifier invalidation.
+    expect(mm.hostWrite(HVA + 4 * K + 8, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]))).toBe(0);
+    expect(calls).toEqual([[HVA + 4 * K, HVA + 8 * K]]);
+    expect(mm.stats.cowBreaks).toBe(1);
+    // GUP-fast now finds a present, writable, normal page: a write fault gets it, refcounted.
+    mm.faultinPfn(HVA + 4 * K, true, out);
+    expect(out.err).toBe(FAULTIN_OK);
+    expect(phys.pfnIsMapMemory(out.pfn)).toBe(true);
+    expect(out.page).toBe(true);
+    expect(mm.hostRead(HVA + 4 * K + 8, 8)).toEqual(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+    mm.releaseFaultinPage(out, true, false);
+    // The neighbouring page is still the driver's read-only device entry: RO_FAULT for KVM.
+    mm.faultinPfn(HVA + 8 * K, true, out);
+    expect(out.err).toBe(KVM_PFN_ERR_RO_FAULT);
+  });
+
+  it("the VMM's own store to a mixedmap without VM_IO works (its page table, not GUP)", () => {
+    const { mm, out } = setup();
+    mustVma(
+      mm.mmap({
+        name: 'mx',
+        start: HVA,
+        size: 1 * M,
+        vmFlags: RW | VM_SHARED,
+        backing: 'mixedmap',
+        pa: RAM_BASE + 1 * G,
+      }),
+    );
+    expect(mm.hostWrite(HVA + 16, new Uint8Array([9]))).toBe(0);
+    expect(mm.hostRead(HVA + 16, 1)).toEqual(new Uint8Array([9]));
+    mm.faultinPfn(HVA, false, out);
+    expect(out.err).toBe(KVM_PFN_ERR_FAULT); // while GUP still refuses it
+  });
+
   it('mixedmap: GUP refuses its special entries; with VM_IO the remapped path returns the pfn, no page', () => {
     // On arm64 (pte_special) vmf_insert_mixed() installs special entries for RAM and device
     // pfns alike: follow_page_pte() refuses them, and hva_to_pfn() falls back to

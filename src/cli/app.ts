@@ -22,10 +22,16 @@ Commands:
   run FILE [--json] [--kernel V] run a scenario and print a report
   help                           this text
 
+Exit status: 0 ran, nothing went wrong on the host side; 1 ran, but KVM_RUN failed or a
+diagnostic fired; 2 rejected input (a usage error, a bad file).
+
 Options:
   --json         (run) print one JSON line per access, then a summary (docs/scenario.md)
   --kernel V     (run) model kernel "6.17" (default), "6.16", "seed" or "v7"
   --no-audit     (run) skip the host-consistency audit after each step (docs/scenario.md)
+  --allow-errors (run) exit 0 even when KVM_RUN failed or a diagnostic fired
+  --max-accesses N  (run) allow a scenario of more than 2^30 accesses
+  --quiet        (run) no progress bar
   --no-color     plain output
   --debug        print the stack of an internal error
   -V, --version  print s2emu's version
@@ -34,9 +40,21 @@ Options:
 The scenario format is described in docs/scenario.md, the replay format in docs/replay.md.
 `;
 
-function replayCommand(args: string[], opts: { json?: boolean; kernel?: string }): number {
+function replayCommand(
+  args: string[],
+  opts: {
+    json?: boolean;
+    kernel?: string;
+    'no-audit'?: boolean;
+    'allow-errors'?: boolean;
+    'max-accesses'?: string;
+    quiet?: boolean;
+  },
+): number {
   if (opts.kernel !== undefined) throw new CliInputError('replay: --kernel applies to run only');
   if (opts.json !== undefined) throw new CliInputError('replay: --json applies to run only');
+  for (const o of ['no-audit', 'allow-errors', 'max-accesses', 'quiet'] as const)
+    if (opts[o] !== undefined) throw new CliInputError(`replay: --${o} applies to run only`);
   if (args.length === 0) throw new CliInputError('replay: expected one FILE (or - for standard input)');
   if (args.length > 1)
     throw new CliInputError(`replay ${args[0]} ${args[1]}: unexpected argument "${args[1]}"`);
@@ -77,6 +95,9 @@ export function main(argv: string[]): number {
       kernel: { type: 'string' },
       'no-color': { type: 'boolean' },
       'no-audit': { type: 'boolean' },
+      'allow-errors': { type: 'boolean' },
+      'max-accesses': { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
       debug: { type: 'boolean' },
@@ -100,10 +121,21 @@ export function main(argv: string[]): number {
         kernel: values.kernel,
         color: !(values['no-color'] ?? false) && pc.isColorSupported,
         audit: !(values['no-audit'] ?? false),
+        allowErrors: values['allow-errors'] ?? false,
+        quiet: values.quiet ?? false,
+        ...(values['max-accesses'] !== undefined ? { maxAccesses: maxAccesses(values['max-accesses']) } : {}),
       });
     default:
       throw new CliInputError(`unknown command '${cmd}' (expected replay, run or help)`);
   }
+}
+
+/** `--max-accesses N`: a positive whole number (decimal or 0x hex). */
+function maxAccesses(v: string): number {
+  const n = /^0x[0-9a-f]+$/i.test(v) ? parseInt(v, 16) : /^[0-9]+$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 1 && n <= Number.MAX_SAFE_INTEGER))
+    throw new CliInputError(`--max-accesses: expected a positive whole number, got "${v}"`);
+  return n;
 }
 
 function isInputError(e: unknown): e is Error {

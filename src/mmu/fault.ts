@@ -24,7 +24,7 @@ import { S2Op } from '../pgtable/op.js';
 import { kvmSupportsCacheablePfnmap } from './cpu.js';
 import { markSlotPageDirty } from './dirty.js';
 import { esrFaultLevel, kvmIsExecFault, kvmIsWriteFault } from './esr.js';
-import { hostAuditFaultinStart, hostAuditMapped } from './hostaudit.js';
+import { hostAuditFaultinEnd, hostAuditFaultinStart, hostAuditMapped } from './hostaudit.js';
 import { KVM_PFN_ERR_HWPOISON, FAULTIN_OK, type FaultinResult } from './host/mm.js';
 import {
   VM_ALLOW_ANY_UNCACHED,
@@ -264,8 +264,9 @@ export function userMemAbort(vcpu: Vcpu, memslot: Memslot, faultIsPerm: boolean)
   // __kvm_faultin_pfn(memslot, gfn, ...) looks up the canonical gfn from S6: for a PMD/PUD
   // mapping that is the first page of the block, not the faulting page.
   faultin.hva = memslot.userspaceAddr + (gfn - memslot.baseGfn) * pageSize;
-  hostAuditFaultinStart(vcpu, vmFlags); // notes an absent PFNMAP entry (hostaudit.ts)
+  hostAuditFaultinStart(vcpu, vmFlags); // the PFNMAP entry before and after (hostaudit.ts)
   kvm.mm.faultinPfnReq(faultin, writeFault);
+  hostAuditFaultinEnd(vcpu, vmFlags);
   let writable = faultin.writable && (memslot.flags & KVM_MEM_READONLY) === 0;
   if (faultin.err === KVM_PFN_ERR_HWPOISON) {
     // kvm_send_hwpoison_signal(hva, vma_shift): SIGBUS, BUS_MCEERR_AR, with the vma_shift

@@ -190,7 +190,7 @@ function record(kvm: Kvm, kind: number): void {
 interface FaultinBefore {
   /** Zapped (follow_pfnmap_start() finds nothing). */
   absent: boolean;
-  /** The pfn the entry maps, or -1 (absent). */
+  /** The pfn the entry maps (the driver's, for one not synthesised yet), or -1 (absent). */
   pfn: number;
 }
 
@@ -219,8 +219,45 @@ export function hostAuditFaultinStart(vcpu: Vcpu, vmFlags: number): void {
   // An empty entry of a pfnmap VMA is the driver's entry not yet synthesised: present, at the
   // pfn vm_pgoff names (which is what hostAuditMapped compares with first).
   st.absent = (hookLeaf.flags & HPTE_ZAPPED) !== 0;
-  st.pfn =
-    (hookLeaf.flags & HPTE_PRESENT) !== 0 ? hookLeaf.pfn + (hva - hookLeaf.base) / vcpu.kvm.pageSize : -1;
+  if ((hookLeaf.flags & HPTE_PRESENT) !== 0) {
+    st.pfn = hookLeaf.pfn + (hva - hookLeaf.base) / vcpu.kvm.pageSize;
+  } else if (hookLeaf.flags === 0) {
+    const vma = vmaLookupReq(vcpu.kvm.mm.vmas, vcpu.faultin);
+    st.pfn = vma === undefined ? -1 : vma.pgoff + (hva - vma.start) / vcpu.kvm.pageSize;
+  } else {
+    st.pfn = -1;
+  }
+}
+
+/** Per VM: the anonymous copies KVM's own fault made of a present entry (hva → pfn): a model bug. */
+const kvmCopies = new WeakMap<Kvm, Map<number, number>>();
+
+/**
+ * Called by user_mem_abort() (S9) right after __kvm_faultin_pfn(): for a VM_PFNMAP VMA whose
+ * entry at `vcpu.faultin.hva` was present before, notes whether the lookup replaced it. KVM's
+ * fault never does (hva_to_pfn_remapped() reads a present entry as it is, and a write to a
+ * read-only one is KVM_PFN_ERR_RO_FAULT), so such a copy is remembered as the model's own
+ * doing: a block mapped from it later, on the replayed fault, is not explained either.
+ * Allocates nothing unless the entry changed.
+ */
+export function hostAuditFaultinEnd(vcpu: Vcpu, vmFlags: number): void {
+  if ((vmFlags & VM_PFNMAP) === 0) return;
+  const st = before.get(vcpu);
+  if (st === undefined || st.absent || st.pfn < 0) return;
+  const kvm = vcpu.kvm;
+  const pt = kvm.mm.pt;
+  const hva = vcpu.faultin.hva;
+  pt.reqHva = hva;
+  pt.lookupReq(hookLeaf);
+  if ((hookLeaf.flags & HPTE_PRESENT) === 0) return;
+  const now = hookLeaf.pfn + (hva - hookLeaf.base) / kvm.pageSize;
+  if (now === st.pfn) return;
+  let copies = kvmCopies.get(kvm);
+  if (copies === undefined) {
+    copies = new Map();
+    kvmCopies.set(kvm, copies);
+  }
+  copies.set(hva, now);
 }
 
 /**
@@ -240,7 +277,8 @@ export function hostAuditFaultinStart(vcpu: Vcpu, vmFlags: number): void {
  *   block's first page (the VMM's own write made it, or fixup_user_fault() on an absent
  *   entry: hostAuditFaultinStart tells), the rest of the block maps the host RAM that follows
  *   the copy. A copy KVM's fault made from a present entry is no kernel behaviour (hva_to_pfn()
- *   returns KVM_PFN_ERR_RO_FAULT there) and is not reported.
+ *   returns KVM_PFN_ERR_RO_FAULT there) and is not reported, on this fault or on its replay
+ *   (hostAuditFaultinEnd).
  *
  * Allocates nothing unless it reports.
  */
@@ -254,12 +292,15 @@ export function hostAuditMapped(
   const kvm = vcpu.kvm;
   const pfnmapBlock = (vmFlags & VM_PFNMAP) !== 0 && mapped.size > kvm.pageSize;
   if (isVmaCacheable !== s2Noncacheable && !pfnmapBlock) return;
-  const pfn = vcpu.faultin.pfn;
+  // The mapping as installed: after transparent_hugepage_adjust() the faultin hva is the
+  // faulting page's, inside the block (hva and IPA are congruent modulo the block size).
+  const ps = kvm.pageSize;
+  const pfn = mapped.phys / ps;
   rep.ipa = mapped.addr;
   rep.size = mapped.size;
   rep.pfn = pfn;
-  rep.pa = pfn * kvm.pageSize;
-  rep.hva = vcpu.faultin.hva;
+  rep.pa = mapped.phys;
+  rep.hva = Math.floor(vcpu.faultin.hva / mapped.size) * mapped.size;
   const kernel = kvm.kernel;
   if (isVmaCacheable === s2Noncacheable) {
     const inLinearMap = kvm.phys.pfnIsMapMemoryAt(vcpu.faultin);
@@ -288,13 +329,14 @@ export function hostAuditMapped(
   if (!pfnmapBlock) return;
   const vma = vmaLookupReq(kvm.mm.vmas, vcpu.faultin);
   if (vma === undefined) return;
-  const hva = vcpu.faultin.hva;
-  if (pfn !== vma.pgoff + (hva - vma.start) / kvm.pageSize) {
+  const hva = rep.hva;
+  if (pfn !== vma.pgoff + (hva - vma.start) / ps) {
     // Not the pfn vm_pgoff names: a copy in anonymous memory. The kernel maps a block from it
     // when the host entry already was that copy, or when fixup_user_fault() made it from an
     // absent entry; a copy made by KVM's fault from a present entry is no kernel behaviour.
     const st = before.get(vcpu);
     if (st === undefined || !(st.absent || st.pfn === pfn)) return;
+    if (kvmCopies.get(kvm)?.get(hva) === pfn) return;
     record(kvm, REPORT_BLOCK_FROM_COPY);
   } else if (blockDiffers(kvm)) {
     record(kvm, REPORT_BLOCK_OVER_HOLES);
@@ -372,11 +414,11 @@ function hostAt(kvm: Kvm, vma: Vma, hva: number, out: HostView): void {
 }
 
 /**
- * Audits every valid stage-2 leaf against the host's mappings now (the module comment's four
- * rules). Violations come as runs of consecutive pages of one leaf breaking one rule. Returns
+ * Audits every valid stage-2 leaf (or, with `start`/`end`, the pages of the leaves inside
+ * [start, end)) against the host's mappings now (the module comment's four rules). Violations come as runs of consecutive pages of one leaf breaking one rule. Returns
  * them, in IPA order per rule.
  */
-export function auditHostConsistency(kvm: Kvm): HostViolation[] {
+export function auditHostConsistency(kvm: Kvm, start = 0, end = Infinity): HostViolation[] {
   const out: HostViolation[] = [];
   const ps = kvm.pageSize;
   const fwb = kvm.cpu.fwb;
@@ -413,10 +455,11 @@ export function auditHostConsistency(kvm: Kvm): HostViolation[] {
     if (kind !== 'leaf') return;
     const leafSize = geo.granuleSize(level);
     const leafPa = layout.toPhys(lo, hi);
-    const leafEnd = leafIpa + leafSize;
+    // The part of the leaf inside [start, end): the whole leaf for a full audit.
+    const leafEnd = Math.min(leafIpa + leafSize, end);
     const s2Write = (lo & KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W) !== 0;
     const s2Cacheable = pteCacheable(lo, fwb);
-    let a = leafIpa;
+    let a = Math.max(leafIpa, start);
     while (a < leafEnd) {
       const pa = leafPa + (a - leafIpa);
       const s2pfn = pa / ps;
@@ -527,7 +570,7 @@ export function auditHostConsistency(kvm: Kvm): HostViolation[] {
       }
       a += n;
     }
-  });
+  }, start, end);
   return out;
 }
 

@@ -130,9 +130,29 @@ export class AccessResult {
   outcome = OUT_DONE;
   /** For OUT_ERROR: the negative errno. */
   errno = 0;
-  /** Faults taken, in order: the first `nFaults` records are valid. */
-  readonly faults: FaultRecord[] = [];
+  /**
+   * The records of every fault any access into this result has taken: reused, so that
+   * nothing is allocated per fault. Only the first `nFaults` belong to the current access;
+   * read them with fault(i), or take the `faults` copy.
+   */
+  private readonly faultPool: FaultRecord[] = [];
+  /** Faults the current access took. */
   nFaults = 0;
+
+  /**
+   * The faults this access took, in order (a new array of the reused records: copy a record
+   * to keep it past the next access). For a hot loop, use nFaults and fault(i) instead.
+   */
+  get faults(): readonly FaultRecord[] {
+    return this.faultPool.slice(0, this.nFaults);
+  }
+
+  /** The i-th fault of this access (0 ≤ i < nFaults), without allocating. */
+  fault(i: number): FaultRecord {
+    if (!(i >= 0 && i < this.nFaults))
+      throw new RangeError(`fault(${i}): this access took ${this.nFaults} fault(s)`);
+    return this.faultPool[i]!;
+  }
   /** The stage-2 leaf mapping the IPA afterwards (leafValid false: none). */
   leafValid = false;
   leafIpa = 0;
@@ -186,10 +206,10 @@ export class AccessResult {
 
   /** @internal Records a fault, growing the record list only the first time it is needed. */
   pushFault(esr: number, fsc: number, level: number, s1ptw: boolean, handler: string, ret: number): void {
-    let f = this.faults[this.nFaults];
+    let f = this.faultPool[this.nFaults];
     if (f === undefined) {
       f = { esr: 0, fsc: 0, level: 0, s1ptw: false, handler: '', ret: 0 };
-      this.faults.push(f);
+      this.faultPool.push(f);
     }
     f.esr = esr >>> 0;
     f.fsc = fsc;

@@ -332,6 +332,12 @@ export class Kvm {
     });
   }
 
+  /**
+   * Called with each stage-2 IPA range an MMU-notifier invalidation unmaps (debugging and the
+   * scenario runner's incremental host-consistency audit; null: none). Cold path.
+   */
+  invalidateHook: ((ipa: number, size: number) => void) | null = null;
+
   /** Points the accounting at `stats` (the current access's). */
   setStats(stats: AccessStats): void {
     this.stats = stats;
@@ -365,6 +371,7 @@ export class Kvm {
       unmapOp.addr = gfns.start * this.pageSize;
       unmapOp.size = (gfns.end - gfns.start) * this.pageSize;
       pgt.unmapOp(unmapOp);
+      if (this.invalidateHook !== null) this.invalidateHook(unmapOp.addr, unmapOp.size);
     }
     this.locks.mmuWriteUnlock();
   }

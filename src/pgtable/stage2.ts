@@ -273,7 +273,8 @@ export class Stage2PageTable {
     }
     const ps = this.geo.pageSize;
     let addr = this.flushAddr;
-    let pages = Math.floor(this.flushSize / ps);
+    // A multiply, not a division: exact, as the inverse of a power of two is.
+    let pages = Math.floor(this.flushSize * this.geo.invPageSize);
     while (pages > 0) {
       const n = pages < MAX_TLBI_RANGE_PAGES ? pages : MAX_TLBI_RANGE_PAGES;
       const op = this.op;
@@ -525,6 +526,20 @@ export class Stage2PageTable {
     if (Math.floor(addr * inv) * size !== addr || Math.floor(data.phys * inv) * size !== data.phys)
       return FALLBACK;
     if (addr < 0 || addr + size > geo.ipaLimit || this.pgd < 0) return FALLBACK;
+    // The commonest case first, without descend(): the table at the leaf's level is a root
+    // page, or one the walk cache knows, and the entry is empty.
+    let page = -1;
+    if (level === geo.startLevel)
+      page = this.pgd + (geo.pgdPages === 1 ? 0 : Math.floor(addr * geo.invSizes[level]!));
+    else if (level >= 2) page = this.walker.cachedTable(level, Math.floor(addr * geo.invSizes[level]!));
+    if (page >= 0) {
+      const words = this.pool.pages[page]!;
+      const idx = Math.floor(addr * inv) & (geo.ptrsPerPte - 1);
+      if (words[2 * idx] === 0 && words[2 * idx + 1] === 0) {
+        this.installLeaf(words, page, idx, data, level, flags);
+        return 0;
+      }
+    }
     const c = this.fastCtx;
     c.start = addr;
     c.addr = addr;
@@ -535,7 +550,7 @@ export class Stage2PageTable {
       this.descend(level);
       if (c.level === level) {
         if (c.oldLo === 0 && c.oldHi === 0) {
-          this.installLeaf(c, data, level);
+          this.installLeaf(c.words, c.page, c.idx, data, level, flags);
           return 0;
         }
         if (pteIsTable(c.oldLo, level)) return FALLBACK;
@@ -552,17 +567,24 @@ export class Stage2PageTable {
   }
 
   /**
-   * stage2_map_walker_try_leaf() into an empty entry (fastCtx, at `level`): no TLBI (nothing
-   * was valid) and no put_page (nothing was counted); the CMOs before the entry is visible,
-   * then stage2_make_pte(): get_page and the store.
+   * stage2_map_walker_try_leaf() into an empty entry (entry `idx` of table page `page`, at
+   * `level`): no TLBI (nothing was valid) and no put_page (nothing was counted); the CMOs
+   * before the entry is visible, then stage2_make_pte(): get_page and the store.
    */
-  private installLeaf(c: WalkCtx, data: MapData, level: number): void {
+  private installLeaf(
+    w: Int32Array,
+    page: number,
+    idx: number,
+    data: MapData,
+    level: number,
+    flags: number,
+  ): void {
     const leaf = this.leaf;
     leaf.pa = data.phys;
     buildValidLeafPte(this.layout, data.attrLo, data.attrHi, level, leaf);
     const newLo = leaf.lo;
     const newHi = leaf.hi;
-    if ((c.flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0 && (data.cacheable || data.exec)) {
+    if ((flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0 && (data.cacheable || data.exec)) {
       const op = this.op;
       // kvm_pte_follow(new): the PA itself below oaLimit, where the descriptor keeps every bit.
       if (data.phys < this.oaLimit) op.addr = data.phys;
@@ -574,9 +596,8 @@ export class Stage2PageTable {
       if (data.cacheable) this.events.dcacheCleanInvalPoc(op);
       if (data.exec) this.events.icacheInvalPou(op);
     }
-    this.pool.getPage(c.page);
-    const w = c.words;
-    const i = 2 * c.idx;
+    this.pool.getPage(page);
+    const i = 2 * idx;
     w[i] = newLo;
     w[i + 1] = newHi;
   }
@@ -1135,10 +1156,13 @@ export class Stage2PageTable {
 
   /**
    * Visits every valid descriptor reachable from the root in ascending IPA order, tables
-   * before what they point to (the `dump` order). Not for the hot path.
+   * before what they point to (the `dump` order); with `start`/`end`, only the descriptors
+   * that overlap [start, end). Not for the hot path.
    */
   forEachValid(
     fn: (kind: 'table' | 'leaf', level: number, ipa: number, lo: number, hi: number) => void,
+    start = 0,
+    end = Infinity,
   ): void {
     if (this.pgd < 0) return;
     const geo = this.geo;
@@ -1150,6 +1174,8 @@ export class Stage2PageTable {
         const hi = w[2 * i + 1]!;
         if ((lo & KVM_PTE_VALID) === 0) continue;
         const ipa = base + i * size;
+        // Only entries that overlap [start, end).
+        if (ipa + size <= start || ipa >= end) continue;
         if (pteIsTable(lo, level)) {
           fn('table', level, ipa, lo >>> 0, hi >>> 0);
           visit(this.childOf(lo, hi), level + 1, ipa);

@@ -177,9 +177,24 @@ export interface RunOptions {
    * Audit the host consistency of stage 2 after the memslots and after every step
    * (src/mmu/hostaudit.ts): each violation no modelled kernel behaviour explains becomes a
    * diagnostic (once) and an entry of `hostAuditFailures`. Off by default in the library.
+   * `true` or `'full'` audits every leaf after every step; `'incremental'` (the CLI's
+   * default) audits, after an access, touch or age step, only the leaves its accesses ended
+   * on and the ranges its MMU-notifier invalidations unmapped, and every leaf after any other
+   * step (host events, memslots, dirty logging): work per access instead of work per leaf per
+   * step.
    */
-  auditHost?: boolean;
+  auditHost?: boolean | 'full' | 'incremental';
 }
+
+/**
+ * Step kinds an incremental audit audits by their dirty ranges: guest accesses and aging.
+ * After any other step (a host event, a memslot or dirty-logging change) it audits every
+ * leaf, so that a host change the model failed to invalidate is still caught.
+ */
+const INCREMENTAL_AUDIT_STEPS: ReadonlySet<string> = new Set(['access', 'touch', 'age']);
+
+/** More dirty ranges than this in one step: the incremental audit audits every leaf instead. */
+const MAX_DIRTY_RANGES = 4096;
 
 /** Counts the accesses a scenario will make (for progress reporting). */
 export function countAccesses(s: Scenario): number {
@@ -213,6 +228,13 @@ export class ScenarioRunner {
   /** With `auditHost`: the violations no kernel behaviour explains (model bugs), by step. */
   readonly hostAuditFailures: { step: number | null; violation: HostViolation }[] = [];
   private readonly hostAuditSeen = new Set<string>();
+  /**
+   * The incremental audit's IPA ranges changed during the current step, as [start, end) pairs
+   * (merged when they touch): the leaves the step's accesses ended on and the ranges MMU
+   * notifiers unmapped. `dirtyAll` when there were too many to list.
+   */
+  private readonly dirty: number[] = [];
+  private dirtyAll = false;
 
   constructor(scenario: Scenario, opts: RunOptions = {}) {
     this.scenario = scenario;
@@ -361,7 +383,7 @@ export class ScenarioRunner {
    * events belong to the access that exited.
    */
   private storeMmioWrite(r: AccessResult): void {
-    const last = r.nFaults > 0 ? r.faults[r.nFaults - 1]! : undefined;
+    const last = r.nFaults > 0 ? r.fault(r.nFaults - 1) : undefined;
     if (last === undefined || (last.esr & ESR_ELx_WNR) === 0) return;
     const kvm = this.kvm;
     const ps = kvm.pageSize;
@@ -391,6 +413,7 @@ export class ScenarioRunner {
     log.reset();
     if (race !== undefined) races.arm(RACE_CODE[race]);
     this.vcpu.access(kind, ipa, r);
+    if (this.opts.auditHost === 'incremental' && r.leafValid) this.markDirty(r.leafIpa, r.leafSize);
     if (race !== undefined && races.disarm() !== RACE_NONE)
       this.kvm.diagnose(
         `steps[${step}]: race "${race}" did not happen: the access's first fault never reached its window`,
@@ -528,9 +551,48 @@ export class ScenarioRunner {
    * KernelViolation record explains was already reported by the fault path, naming the kernel
    * function; any other is a model bug, reported once per (rule, IPA, output address).
    */
-  private auditHost(step: number | null): void {
+  private auditHost(step: number | null, kind: string | null): void {
     const kvm = this.kvm;
-    for (const v of auditHostConsistency(kvm)) {
+    const d = this.dirty;
+    let found: HostViolation[];
+    if (
+      this.opts.auditHost !== 'incremental' ||
+      this.dirtyAll ||
+      kind === null ||
+      !INCREMENTAL_AUDIT_STEPS.has(kind)
+    ) {
+      found = auditHostConsistency(kvm);
+    } else {
+      found = [];
+      for (let i = 0; i < d.length; i += 2) found.push(...auditHostConsistency(kvm, d[i]!, d[i + 1]!));
+    }
+    d.length = 0;
+    this.dirtyAll = false;
+    this.reportHostViolations(step, found);
+  }
+
+  /** Adds [ipa, ipa + size) to the step's dirty ranges (incremental audit). */
+  private markDirty(ipa: number, size: number): void {
+    if (this.dirtyAll) return;
+    const d = this.dirty;
+    const n = d.length;
+    // Merge with the last range when they touch (a sequential touch keeps one range).
+    if (n > 0 && ipa <= d[n - 1]! && ipa + size >= d[n - 2]!) {
+      if (ipa < d[n - 2]!) d[n - 2] = ipa;
+      if (ipa + size > d[n - 1]!) d[n - 1] = ipa + size;
+      return;
+    }
+    if (n >= 2 * MAX_DIRTY_RANGES) {
+      this.dirtyAll = true;
+      d.length = 0;
+      return;
+    }
+    d.push(ipa, ipa + size);
+  }
+
+  private reportHostViolations(step: number | null, found: readonly HostViolation[]): void {
+    const kvm = this.kvm;
+    for (const v of found) {
       if (explainedBy(kvm, v) !== undefined) continue;
       const key = `${v.rule}:${v.ipa}:${v.pa}`;
       if (this.hostAuditSeen.has(key)) continue;
@@ -609,10 +671,12 @@ export class ScenarioRunner {
     for (const m of this.scenario.memslots) this.withStats(() => this.createSlot(m, null, sink));
     this.withStats(() => this.writeGuestMemory());
     this.registerUserfaultfd();
-    if (this.opts.auditHost) this.auditHost(null);
+    if (this.opts.auditHost === 'incremental')
+      this.kvm.invalidateHook = (ipa, size) => this.markDirty(ipa, size);
+    if (this.opts.auditHost) this.auditHost(null, null);
     for (const st of this.scenario.steps) {
       const stop = this.runStep(st, sink);
-      if (this.opts.auditHost) this.auditHost(st.index);
+      if (this.opts.auditHost) this.auditHost(st.index, st.kind);
       if (stop) {
         this.summary.stoppedAtStep = st.index;
         break;
@@ -682,7 +746,7 @@ export function uffdEventJson(e: UffdEvent): Record<string, unknown> {
  * gives the instruction's own (8, or the 64-byte block of DC ZVA / line of DC CIVAC).
  */
 function mmioJson(r: AccessResult): Record<string, unknown> {
-  const last = r.nFaults > 0 ? r.faults[r.nFaults - 1]! : undefined;
+  const last = r.nFaults > 0 ? r.fault(r.nFaults - 1) : undefined;
   const write = last !== undefined && (last.esr & ESR_ELx_WNR) !== 0;
   const len = r.access === ACC_DC_ZVA || r.access === ACC_DC_CIVAC ? 64 : 8;
   return { ipa: hx(r.mmioIpa), len, write };
@@ -715,7 +779,7 @@ export function accessJson(
     o['sigbus'] = { addr: hx(extra?.sigbusAddr ?? 0), lsb: r.sigbusLsb, code: 'BUS_MCEERR_AR' };
   const faults = [];
   for (let i = 0; i < r.nFaults; i++) {
-    const f = r.faults[i]!;
+    const f = r.fault(i);
     faults.push({
       fsc: f.fsc === 1 ? 'translation' : f.fsc === 2 ? 'access-flag' : f.fsc === 3 ? 'permission' : 'other',
       level: f.level,

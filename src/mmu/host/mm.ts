@@ -511,13 +511,11 @@ export class Mm {
       const at = hva + done;
       const off = at % ps;
       const n = Math.min(ps - off, bytes.length - done);
-      const vma = vmaLookup(this.vmas, at);
-      if (vma === undefined || (vma.vmFlags & VM_WRITE) === 0) return -14;
-      this.faultinPfn(at, true, r);
+      r.hva = at;
+      this.handleMmFault(r, true);
       if (r.err === KVM_PFN_ERR_HWPOISON) return -133;
       if (r.err !== FAULTIN_OK) return -14;
       this.phys.contents.writeBytes(r.pfn, off, bytes.subarray(done, done + n));
-      this.releaseFaultinPage(r, true, false);
       done += n;
     }
     return 0;
@@ -556,16 +554,58 @@ export class Mm {
    * Returns 0 or -EFAULT / -EHWPOISON as hostWrite().
    */
   populateVma(vma: Vma): number {
+    // __mm_populate() skips VM_IO | VM_PFNMAP VMAs: their driver maps them.
+    if ((vma.vmFlags & (VM_IO | VM_PFNMAP)) !== 0) return 0;
     const step = vma.backing === 'hugetlb' ? pow2(vma.hugeShift) : this.granule.pageSize;
     const write = (vma.vmFlags & VM_WRITE) !== 0;
     const r = hostWriteScratch;
     for (let a = vma.start; a < vma.end; a += step) {
-      this.faultinPfn(a, write, r);
+      r.hva = a;
+      this.handleMmFault(r, write);
       if (r.err === KVM_PFN_ERR_HWPOISON) return -133;
       if (r.err !== FAULTIN_OK) return -14;
-      this.releaseFaultinPage(r, true, false);
     }
     return 0;
+  }
+
+  /**
+   * The VMM's own access to `f.hva` (handle_mm_fault() from its page fault, not GUP): the VMA
+   * must allow it; a missing entry is populated (the driver's fault for a pfnmap/mixedmap);
+   * a write to a read-only entry breaks copy-on-write (do_wp_page(): a private PFNMAP's device
+   * page is copied into anonymous memory, as the kernel does for the VMM's own store). Fills
+   * `f.pfn` and `f.writable`; takes no page reference (`f.page` false). Cold path.
+   */
+  handleMmFault(f: FaultinResult, write: boolean): void {
+    const hva = f.hva;
+    this.at.hva = hva;
+    f.pfn = -1;
+    f.writable = false;
+    f.page = false;
+    f.err = KVM_PFN_ERR_FAULT;
+    const vma = vmaLookup(this.vmas, hva);
+    if (vma === undefined || (vma.vmFlags & (write ? VM_WRITE : VM_READ)) === 0) return;
+    let l = this.walk(vma);
+    if ((l.flags & HPTE_PRESENT) === 0) {
+      if (!this.populate(vma, write)) return;
+      l = this.walk(vma);
+    }
+    if (write && (l.flags & HPTE_WRITE) === 0) {
+      if (!this.wpFault(vma)) return;
+      l = this.walk(vma);
+    }
+    if ((l.flags & HPTE_PRESENT) === 0) return;
+    const pfn = l.pfn + Math.floor((hva - l.base) / this.granule.pageSize);
+    if ((l.flags & HPTE_SPECIAL) === 0) {
+      const phys = this.phys;
+      phys.reqPfn = pfn;
+      if (phys.pageHwPoisonReq()) {
+        f.err = KVM_PFN_ERR_HWPOISON;
+        return;
+      }
+    }
+    f.pfn = pfn;
+    f.writable = (l.flags & HPTE_WRITE) !== 0;
+    f.err = FAULTIN_OK;
   }
 
   // ---- internals -------------------------------------------------------------
@@ -943,7 +983,9 @@ export class Mm {
       }
     }
     this.pt.forEach(start, end, (level, base, pfn, f) => {
-      if ((f & HPTE_OWNED) !== 0) {
+      // An entry whose page went with its folio earlier in this walk (the later entries of a
+      // contiguous hugetlb run) has nothing left to free.
+      if ((f & HPTE_OWNED) !== 0 && this.phys.pageIsAllocated(pfn)) {
         const head = this.phys.folioHead(pfn);
         const folioSize = pow2(this.phys.folioOrder(pfn) + this.granule.pageShift);
         const headHva = base - (pfn - head) * this.granule.pageSize;
