@@ -451,126 +451,130 @@ export function auditHostConsistency(kvm: Kvm, start = 0, end = Infinity): HostV
     out.push(v);
     last.set(rule, v);
   };
-  kvm.pgt.forEachValid((kind, level, leafIpa, lo, hi) => {
-    if (kind !== 'leaf') return;
-    const leafSize = geo.granuleSize(level);
-    const leafPa = layout.toPhys(lo, hi);
-    // The part of the leaf inside [start, end): the whole leaf for a full audit.
-    const leafEnd = Math.min(leafIpa + leafSize, end);
-    const s2Write = (lo & KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W) !== 0;
-    const s2Cacheable = pteCacheable(lo, fwb);
-    let a = Math.max(leafIpa, start);
-    while (a < leafEnd) {
-      const pa = leafPa + (a - leafIpa);
-      const s2pfn = pa / ps;
-      const gfn = a / ps;
-      const slot: Memslot | undefined = gfnToMemslot(slots, gfn);
-      if (slot === undefined) {
-        // Up to the next slot or the leaf's end: stage 2 maps IPA no memslot backs.
-        let next = leafEnd;
-        for (const s of slots.slots) if (s.baseGfn * ps > a) next = Math.min(next, s.baseGfn * ps);
-        add(
-          'pfn',
-          a,
-          next - a,
-          pa,
-          leafIpa,
-          leafSize,
-          -1,
-          -1,
-          () => 'maps pfn ' + hx(s2pfn) + ' but no memslot covers it',
-        );
-        a = next;
-        continue;
-      }
-      const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * ps;
-      const slotEnd = (slot.baseGfn + slot.npages) * ps;
-      const vma = vmaLookup(kvm.mm.vmas, hva);
-      if (vma === undefined) {
-        let n = ps;
-        // Up to the next VMA, the slot's end or the leaf's end.
-        while (a + n < Math.min(leafEnd, slotEnd) && vmaLookup(kvm.mm.vmas, hva + n) === undefined) n += ps;
-        add(
-          'pfn',
-          a,
-          n,
-          pa,
-          leafIpa,
-          leafSize,
-          hva,
-          -1,
-          () => `maps pfn ${hx(s2pfn)} but no VMA covers hva ${hx(hva)}`,
-        );
+  kvm.pgt.forEachValid(
+    (kind, level, leafIpa, lo, hi) => {
+      if (kind !== 'leaf') return;
+      const leafSize = geo.granuleSize(level);
+      const leafPa = layout.toPhys(lo, hi);
+      // The part of the leaf inside [start, end): the whole leaf for a full audit.
+      const leafEnd = Math.min(leafIpa + leafSize, end);
+      const s2Write = (lo & KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W) !== 0;
+      const s2Cacheable = pteCacheable(lo, fwb);
+      let a = Math.max(leafIpa, start);
+      while (a < leafEnd) {
+        const pa = leafPa + (a - leafIpa);
+        const s2pfn = pa / ps;
+        const gfn = a / ps;
+        const slot: Memslot | undefined = gfnToMemslot(slots, gfn);
+        if (slot === undefined) {
+          // Up to the next slot or the leaf's end: stage 2 maps IPA no memslot backs.
+          let next = leafEnd;
+          for (const s of slots.slots) if (s.baseGfn * ps > a) next = Math.min(next, s.baseGfn * ps);
+          add(
+            'pfn',
+            a,
+            next - a,
+            pa,
+            leafIpa,
+            leafSize,
+            -1,
+            -1,
+            () => 'maps pfn ' + hx(s2pfn) + ' but no memslot covers it',
+          );
+          a = next;
+          continue;
+        }
+        const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * ps;
+        const slotEnd = (slot.baseGfn + slot.npages) * ps;
+        const vma = vmaLookup(kvm.mm.vmas, hva);
+        if (vma === undefined) {
+          let n = ps;
+          // Up to the next VMA, the slot's end or the leaf's end.
+          while (a + n < Math.min(leafEnd, slotEnd) && vmaLookup(kvm.mm.vmas, hva + n) === undefined) n += ps;
+          add(
+            'pfn',
+            a,
+            n,
+            pa,
+            leafIpa,
+            leafSize,
+            hva,
+            -1,
+            () => `maps pfn ${hx(s2pfn)} but no VMA covers hva ${hx(hva)}`,
+          );
+          a += n;
+          continue;
+        }
+        hostAt(kvm, vma, hva, host);
+        const n = Math.min(host.span, leafEnd - a, slotEnd - a);
+        if (host.pfn < 0) {
+          add(
+            'pfn',
+            a,
+            n,
+            pa,
+            leafIpa,
+            leafSize,
+            hva,
+            -1,
+            () => `maps pfn ${hx(s2pfn)} but the host maps nothing at hva ${hx(hva)}`,
+          );
+          a += n;
+          continue;
+        }
+        if (host.pfn !== s2pfn) {
+          const hp = host.pfn;
+          add(
+            'pfn',
+            a,
+            n,
+            pa,
+            leafIpa,
+            leafSize,
+            hva,
+            hp,
+            () => `maps pfn ${hx(s2pfn)} but the host maps ${hx(hp)} at hva ${hx(hva)}`,
+          );
+        }
+        const ro = (slot.flags & KVM_MEM_READONLY) !== 0;
+        if (s2Write && (!host.writable || ro)) {
+          const hp = host.pfn;
+          add('perm', a, n, pa, leafIpa, leafSize, hva, hp, () =>
+            ro
+              ? `is writable but memslot ${slot.id} is read-only`
+              : `is writable but the host maps hva ${hx(hva)} read-only`,
+          );
+        }
+        const hostCacheable = kvmVmaIsCacheable(vma);
+        if (s2Cacheable !== hostCacheable) {
+          const hp = host.pfn;
+          add('memtype', a, n, pa, leafIpa, leafSize, hva, hp, () =>
+            s2Cacheable
+              ? `is Normal-WB but VMA "${vma.name}" maps hva ${hx(hva)} uncached`
+              : `is uncached but VMA "${vma.name}" maps hva ${hx(hva)} cacheable`,
+          );
+        }
+        if (host.special && (vma.vmFlags & (VM_IO | VM_PFNMAP)) === 0) {
+          const hp = host.pfn;
+          add(
+            'gup',
+            a,
+            n,
+            pa,
+            leafIpa,
+            leafSize,
+            hva,
+            hp,
+            () =>
+              `maps the raw pfn ${hx(hp)} of VMA "${vma.name}" (no VM_IO|VM_PFNMAP): hva_to_pfn() cannot obtain it`,
+          );
+        }
         a += n;
-        continue;
       }
-      hostAt(kvm, vma, hva, host);
-      const n = Math.min(host.span, leafEnd - a, slotEnd - a);
-      if (host.pfn < 0) {
-        add(
-          'pfn',
-          a,
-          n,
-          pa,
-          leafIpa,
-          leafSize,
-          hva,
-          -1,
-          () => `maps pfn ${hx(s2pfn)} but the host maps nothing at hva ${hx(hva)}`,
-        );
-        a += n;
-        continue;
-      }
-      if (host.pfn !== s2pfn) {
-        const hp = host.pfn;
-        add(
-          'pfn',
-          a,
-          n,
-          pa,
-          leafIpa,
-          leafSize,
-          hva,
-          hp,
-          () => `maps pfn ${hx(s2pfn)} but the host maps ${hx(hp)} at hva ${hx(hva)}`,
-        );
-      }
-      const ro = (slot.flags & KVM_MEM_READONLY) !== 0;
-      if (s2Write && (!host.writable || ro)) {
-        const hp = host.pfn;
-        add('perm', a, n, pa, leafIpa, leafSize, hva, hp, () =>
-          ro
-            ? `is writable but memslot ${slot.id} is read-only`
-            : `is writable but the host maps hva ${hx(hva)} read-only`,
-        );
-      }
-      const hostCacheable = kvmVmaIsCacheable(vma);
-      if (s2Cacheable !== hostCacheable) {
-        const hp = host.pfn;
-        add('memtype', a, n, pa, leafIpa, leafSize, hva, hp, () =>
-          s2Cacheable
-            ? `is Normal-WB but VMA "${vma.name}" maps hva ${hx(hva)} uncached`
-            : `is uncached but VMA "${vma.name}" maps hva ${hx(hva)} cacheable`,
-        );
-      }
-      if (host.special && (vma.vmFlags & (VM_IO | VM_PFNMAP)) === 0) {
-        const hp = host.pfn;
-        add(
-          'gup',
-          a,
-          n,
-          pa,
-          leafIpa,
-          leafSize,
-          hva,
-          hp,
-          () =>
-            `maps the raw pfn ${hx(hp)} of VMA "${vma.name}" (no VM_IO|VM_PFNMAP): hva_to_pfn() cannot obtain it`,
-        );
-      }
-      a += n;
-    }
-  }, start, end);
+    },
+    start,
+    end,
+  );
   return out;
 }
 
