@@ -18,7 +18,7 @@ import {
 } from '../src/mmu/cost.js';
 import type { Vma } from '../src/mmu/host/vma.js';
 import { vmaByName } from '../src/mmu/host/vma.js';
-import { ACC_READ, ACC_WRITE, AccessResult, OUT_DONE, Vcpu } from '../src/mmu/vcpu.js';
+import { ACC_READ, ACC_WRITE, AccessOp, AccessResult, OUT_DONE, Vcpu } from '../src/mmu/vcpu.js';
 import type { Kvm } from '../src/mmu/vm.js';
 import { parseScenario } from '../src/scenario/parse.js';
 import { ScenarioRunner } from '../src/scenario/run.js';
@@ -99,6 +99,8 @@ interface FaultState {
   vcpu: Vcpu;
   vma: Vma;
   r: AccessResult;
+  /** The address carrier of the accesses (reused: see Vcpu.accessOp). */
+  op: AccessOp;
   order: Int32Array | null;
   steps: number;
   cost: CostBreakdown;
@@ -133,9 +135,9 @@ function buildScenario(spec: FaultSpec): ScenarioRunner {
 }
 
 /**
- * One batch: the timed loop. Accesses go through the vCPU's request field (`reqAddr`, then
- * `accessReq()`), the form a hot caller uses: `access(kind, addr, out)` takes the address as
- * an argument, which V8 boxes wherever it does not inline the call.
+ * One batch: the timed loop. Accesses go through a reused address carrier (`op.addr`, then
+ * `accessOp(kind, op, r)`), the form a hot caller uses: `access(kind, addr, out)` takes the
+ * address as an argument, which V8 boxes wherever it does not inline the call.
  */
 function runBatch(s: FaultState): void {
   const vcpu = s.vcpu;
@@ -143,33 +145,34 @@ function runBatch(s: FaultState): void {
   const stride = s.stride;
   const n = s.steps;
   const base = s.base;
+  const op = s.op;
   switch (s.pattern) {
     case 'write':
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = base + i * stride;
-        vcpu.accessReq(ACC_WRITE, r);
+        op.addr = base + i * stride;
+        vcpu.accessOp(ACC_WRITE, op, r);
       }
       return;
     case 'write-random': {
       const p = s.order!;
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = base + p[i]! * stride;
-        vcpu.accessReq(ACC_WRITE, r);
+        op.addr = base + p[i]! * stride;
+        vcpu.accessOp(ACC_WRITE, op, r);
       }
       return;
     }
     case 'read-then-write':
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = base + i * stride;
-        vcpu.accessReq(ACC_READ, r);
-        vcpu.reqAddr = base + i * stride;
-        vcpu.accessReq(ACC_WRITE, r);
+        op.addr = base + i * stride;
+        vcpu.accessOp(ACC_READ, op, r);
+        op.addr = base + i * stride;
+        vcpu.accessOp(ACC_WRITE, op, r);
       }
       return;
     case 'read':
       for (let i = 0; i < n; i++) {
-        vcpu.reqAddr = base + i * stride;
-        vcpu.accessReq(ACC_READ, r);
+        op.addr = base + i * stride;
+        vcpu.accessOp(ACC_READ, op, r);
       }
       return;
   }
@@ -254,6 +257,7 @@ function makeCase(spec: FaultSpec): BenchCase<FaultState> {
         vcpu: runner.vcpu,
         vma,
         r: new AccessResult(),
+        op: new AccessOp(),
         order: spec.pattern === 'write-random' ? permutation(steps, 0x5eed) : null,
         steps,
         cost: new CostBreakdown(),

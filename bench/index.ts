@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the hot-path benchmarks.
+ * `npm run bench`: the hot-path benchmarks, and the CLI's report against its --json output.
  *
  *   npm run bench                    readable table
  *   npm run bench -- --quick         a shorter run (well under a minute)
@@ -24,6 +24,7 @@ import { floorCase } from './floor.js';
 import type { BenchCase, BenchResult } from './harness.js';
 import { fmtRate, runCase } from './harness.js';
 import { pgtableCases } from './pgtable.js';
+import { reportCases } from './report.js';
 import { SCALE_PARTS, runScale } from './scale.js';
 import type { ScalePart } from './scale.js';
 
@@ -75,6 +76,7 @@ const cases: BenchCase<never>[] = [
   ...pgtableCases(65536),
   ...(args.quick ? [] : pgtableCases(16384)),
   ...faultCases(args.quick ?? false),
+  ...reportCases(),
 ] as BenchCase<never>[];
 const selected = cases.filter((c) => args.filter === undefined || c.name.includes(args.filter));
 if (selected.length === 0) fail(`--filter ${args.filter}: no case matches`);
@@ -115,6 +117,16 @@ for (const c of selected) {
         `${' '.repeat(4)}${pc.dim(`${s.bytesPerOp.toFixed(1).padStart(8)} B/op  ${s.site}`)}\n`,
       );
   }
+}
+
+// Issue 11: the readable report within 1.5× of --json's time on the same scenario.
+const reportRun = results.find((r) => r.name === 'cli/run-report');
+const jsonRun = results.find((r) => r.name === 'cli/run-json');
+if (reportRun && jsonRun) {
+  const ratio = jsonRun.opsPerSec / reportRun.opsPerSec;
+  process.stdout.write(
+    `report time / --json time: ${ratio.toFixed(2)} (${ratio <= 1.5 ? 'within' : pc.red('over')} the 1.5× bound)\n`,
+  );
 }
 
 if (args.json !== undefined) {

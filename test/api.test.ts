@@ -11,7 +11,7 @@ describe('the public API (src/index.ts)', () => {
     expect(ret).toBe(0);
     const leaf = new s2.LeafResult();
     expect(pgt.getLeaf(0x4020_1000, leaf)).toBe(0);
-    // pgtable.md §2.6: a 2 MiB RWX block at 0x40200000 without FWB.
+    // stage2_set_prot_attr(): a 2 MiB RWX block at 0x40200000 without FWB.
     expect(s2.hex64(leaf.lo, leaf.hi)).toBe('0x00000000402007fd');
     expect(events.dcacheBytes).toBe(0x20_0000);
     expect(events.icacheBytes).toBe(0x20_0000);

@@ -1,7 +1,7 @@
 /**
  * The examples in examples/: each one is run and the facts it exists to show are asserted
  * (outcomes, errnos, leaves, refused memslots, dirty gfns, summary counters). Expected
- * descriptors are derived by hand from pgtable.md §2.6 and §3.3 (see desc() below), not taken
+ * descriptors are derived by hand from stage2_set_prot_attr() (see desc() below), not taken
  * from the emulator's output. Every file is also run through the CLI with --json (exit 0, one
  * JSON object per line, a summary last) and without it (the report shows the description),
  * in process through the CLI's main(), and one example through the real executable.
@@ -90,8 +90,9 @@ function run(name: string, kernel?: KernelName, keep?: (step: number, n: number)
 }
 
 /**
- * A stage-2 leaf descriptor, built from pgtable.md §2.6 (4K granule, no LPA2):
- * bits 1:0 = 01 for a level-1/2 block, 11 for a level-3 page; MemAttr in bits 5:2 (§3.3:
+ * A stage-2 leaf descriptor, built as stage2_set_prot_attr() (arch/arm64/kvm/hyp/pgtable.c)
+ * builds it (4K granule, no LPA2): bits 1:0 = 01 for a level-1/2 block, 11 for a level-3 page;
+ * MemAttr in bits 5:2 (arch/arm64/include/asm/memory.h:
  * Normal-WB 0x6 with FWB, 0xF without; Normal-NC 0x5; Device-nGnRE 0x1); S2AP_R bit 6,
  * S2AP_W bit 7; SH = 0b11 (bits 9:8); AF bit 10; XN bit 54 when not executable.
  */
@@ -122,7 +123,7 @@ function noDiagnostics(r: Run): void {
   expect(r.summary.diagnostics).toEqual([]);
 }
 
-describe('desc() agrees with the worked descriptors of pgtable.md §2.6', () => {
+describe('desc() agrees with worked descriptors of stage2_set_prot_attr()', () => {
   it('reproduces the table', () => {
     expect(desc(0x80000000n, { level: 3, attr: WB, w: true, x: true })).toBe('0x00000000800007ff');
     expect(desc(0x80000000n, { level: 3, attr: WB_FWB, w: true, x: true })).toBe('0x00000000800007db');
@@ -312,7 +313,7 @@ describe('mte-hugetlb.json', () => {
     expect(paOf(r.one(3).leaf!.desc)).toBe(paOf(r.one(2).leaf!.desc));
   });
 
-  it('marks a whole folio tagged after clearing one page (fault-path.md §4)', () => {
+  it('marks a whole folio tagged after clearing one page (sanitise_mte_tags())', () => {
     // 512 (block, folio A) + 1 (page, folio B) + 0 (block, folio B) + 512 (block, folio C) + 0.
     expect(r.summary.mtePagesCleared).toBe(1025);
     noDiagnostics(r);
@@ -639,7 +640,7 @@ function description(file: string): string {
 describe('guest-page-tables.json', () => {
   // Stage-1 descriptors (VMSAv8-64): a table is its address | 0b11; a page is OA | AF (0x400) |
   // SH 0b11 (0x300) | AttrIndx << 2 | 0b11. Tables: L0 at 0x43000000, L1 +0x1000, L2 +0x2000,
-  // and the L3 table of VA 0x40_0000_0000 at 0x43003000 (scenario-format.md's layout).
+  // and the L3 table of VA 0x40_0000_0000 at 0x43003000 (docs/scenario.md, "Guest stage 1").
   const r = run('guest-page-tables.json');
   const line = (n: number) => r.one(n) as unknown as Record<string, unknown>;
 

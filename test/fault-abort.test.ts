@@ -1,5 +1,5 @@
 /**
- * kvm_handle_guest_abort() (fault-path.md §2.2): the ordered steps, the MMIO / read-only-slot
+ * kvm_handle_guest_abort() (arch/arm64/kvm/mmu.c; steps 1-12 in docs/decisions.md): the steps, the MMIO / read-only-slot
  * table, io_mem_abort() outcomes, the access-flag path and the injected aborts.
  */
 import { describe, expect, it } from 'vitest';
@@ -273,8 +273,12 @@ describe('steps 1 and 4: syndromes a stage-1-off guest cannot raise (driven dire
     // Returned before any lock or memcache work.
     expect(r.runner.kvm.locks.isBalanced()).toBe(true);
     const slot = r.runner.kvm.gfnToMemslot(0x40001)!;
-    v.faultIpa = 0x4000_1000;
-    v.hva = 0x7f00_0000_1000;
-    expect(userMemAbort(v, slot, true)).toBe(-14);
+    const f = v.fault;
+    f.reset();
+    f.faultIpa = 0x4000_1000;
+    f.hva = 0x7f00_0000_1000;
+    f.memslot = slot;
+    f.isPerm = true;
+    expect(userMemAbort(v, f)).toBe(-14);
   });
 });

@@ -1,5 +1,6 @@
 /**
- * Dirty logging and the fault path (fault-path.md §3 S2, S4, S10 row 4, exit; §6; §8.6):
+ * Dirty logging and the fault path (user_mem_abort()'s S2, S4, S10 and exit in docs/decisions.md,
+ * "Step labels"; kvm_arch_prepare_memory_region(); block splitting in the map walker):
  * write protection on enable, page-only mappings while logging, block splitting on a write
  * permission fault, KVM_GET_DIRTY_LOG (ascending gfns) and re-protection.
  */

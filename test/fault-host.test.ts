@@ -1,7 +1,8 @@
 /**
- * The host side of the fault path (fault-path.md §3 S3, S9, L1; §3.3 outcomes): anonymous
- * memory (zero page, copy-on-write invalidation and retry), userfaultfd, hardware poison,
- * the MMU-notifier race window, host unmap/mprotect, and the errors of §3.3.
+ * The host side of the fault path (user_mem_abort()'s S3, S9 and L1 in docs/decisions.md, "Step
+ * labels", and its outcomes): anonymous memory (zero page, copy-on-write invalidation and
+ * retry), userfaultfd, hardware poison, the MMU-notifier race window, host unmap/mprotect, and
+ * user_mem_abort()'s errors.
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -223,7 +224,7 @@ describe('host unmap and mprotect', () => {
   });
 });
 
-describe('§3.3 errors', () => {
+describe("user_mem_abort()'s errors", () => {
   it('error PFN: a write to a VMA without VM_WRITE → -EFAULT', () => {
     const r = run(
       scenario({

@@ -1,5 +1,5 @@
 /**
- * The behaviour differences between the modelled kernels (fault-path.md §1.2): "6.16" (before
+ * The behaviour differences between the modelled kernels (src/mmu/kernel.ts): "6.16" (before
  * the cacheable-PFNMAP series), "seed" (the diff of the 19 Jun 2025 reply, step by step),
  * "v7" (the archived v7 4/5 patch of 18 Jun 2025) and "6.17" (as merged, with the
  * 5f9466b50c1b page-leak fix). Functions named are arch/arm64/kvm/mmu.c's user_mem_abort()
@@ -35,7 +35,7 @@ function outsideLinearMapAfterGup(r: ScenarioRunner): void {
   const kvm = r.kvm;
   const window = kvm.notifier.raceWindow.bind(kvm.notifier);
   kvm.notifier.raceWindow = () => {
-    kvm.phys.pfnIsMapMemoryAt = () => false;
+    kvm.phys.pfnIsMapMemoryOp = () => false;
     return window();
   };
 }
@@ -211,7 +211,7 @@ describe('a cacheable VMA on a CPU without FWB+DIC', () => {
 });
 
 /**
- * The seed (fault-path.md §1.2), one test per row of its table and per step, with the
+ * The seed (docs/decisions.md, "The seed model"), one test per difference and per step, with the
  * outcome the other kernels give beside it.
  */
 describe('seed: user_mem_abort() of the 19 Jun 2025 diff, row by row', () => {

@@ -1,5 +1,5 @@
 /**
- * kvm_arch_prepare_memory_region() (fault-path.md §6) per modelled kernel, and what the fault
+ * kvm_arch_prepare_memory_region() (arch/arm64/kvm/mmu.c) per modelled kernel, and what the fault
  * path does with the slots it accepts.
  */
 import { describe, expect, it } from 'vitest';
@@ -26,7 +26,7 @@ const PFN = {
   flags: ['shared'],
 };
 
-describe('§6 step 2: the slot must lie inside the IPA space', () => {
+describe('kvm_arch_prepare_memory_region() step 2: the slot must lie inside the IPA space', () => {
   it('a slot ending beyond 2^ipaBits is refused with -EFAULT; one ending exactly at it is accepted', () => {
     const at = (gpa: string) =>
       run(
@@ -45,7 +45,7 @@ describe('§6 step 2: the slot must lie inside the IPA space', () => {
   });
 });
 
-describe('§6 step 3: VM_PFNMAP and dirty logging', () => {
+describe('kvm_arch_prepare_memory_region() step 3: VM_PFNMAP and dirty logging', () => {
   for (const k of KERNELS) {
     it(`${k}: a PFNMAP slot with log-dirty is refused (-EINVAL); enabling logging later is refused too`, () => {
       const r = run(
@@ -83,7 +83,7 @@ describe('§6 step 3: VM_PFNMAP and dirty logging', () => {
   });
 });
 
-describe('§6 step 3: cacheable VM_PFNMAP needs FWB and DIC', () => {
+describe('kvm_arch_prepare_memory_region() step 3: cacheable VM_PFNMAP needs FWB and DIC', () => {
   const cpus: [string, object][] = [
     ['neither', CPU_BARE],
     ['FWB only', { ...CPU_BARE, fwb: true }],
@@ -143,7 +143,7 @@ describe('§6 step 3: cacheable VM_PFNMAP needs FWB and DIC', () => {
   });
 });
 
-describe('§6 step 3: MTE', () => {
+describe('kvm_arch_prepare_memory_region() step 3: MTE', () => {
   const cpu = { ...CPU_FWB_DIC, mte: true };
   it('every VMA in the slot range must have VM_MTE_ALLOWED (-EINVAL), checked before PFNMAP rules', () => {
     const r = run(oneVma(PFN, GPA, { cpu, vm: { ipaBits: 40, mte: true } }));
@@ -158,7 +158,7 @@ describe('§6 step 3: MTE', () => {
   });
 });
 
-describe('§6 step 1 and deletion', () => {
+describe('kvm_arch_prepare_memory_region() step 1 and deletion', () => {
   it('deleting a slot unmaps its stage-2 range; the IPA becomes MMIO', () => {
     const r = run(
       scenario({

@@ -1,6 +1,7 @@
 /**
- * Memory type and permissions of the stage-2 mapping (fault-path.md §3 S10, S11, L4, L5) for
- * each modelled kernel. Descriptors by hand (pgtable.md §2.6/§3.3):
+ * Memory type and permissions of the stage-2 mapping (user_mem_abort()'s S10, S11, L4 and L5 in
+ * docs/decisions.md, "Step labels") for each modelled kernel. Descriptors by hand
+ * (stage2_set_prot_attr(), MemAttr values of arch/arm64/include/asm/memory.h):
  *   MemAttr<<2: Normal-WB 0x3c (no FWB) / 0x18 (FWB), Normal-NC 0x14, Device-nGnRE 0x04;
  *   R 0x40, W 0x80, SH=IS 0x300, AF 0x400, XN bit 54 (0x0040_0000_0000_0000);
  *   bits[1:0] = 01 for a block, 11 for a page.

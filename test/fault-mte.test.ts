@@ -1,5 +1,6 @@
 /**
- * MTE on the fault path (fault-path.md §3.2 L3, §4 sanitise_mte_tags, §6 memslot check).
+ * MTE on the fault path (user_mem_abort()'s L3, sanitise_mte_tags() and the memslot check of
+ * kvm_arch_prepare_memory_region(), arch/arm64/kvm/mmu.c).
  */
 import { describe, expect, it } from 'vitest';
 import { VM_MTE_ALLOWED, vmaByName, vmaSetUpdateFlags } from '../src/mmu/host/vma.js';
@@ -115,7 +116,7 @@ describe('L3: sanitise_mte_tags on first mapping', () => {
 });
 
 describe('L3: -EFAULT for a VMA without VM_MTE_ALLOWED', () => {
-  it('memslot creation refuses such a VMA first (§6, -EINVAL)', () => {
+  it('memslot creation refuses such a VMA first (kvm_arch_prepare_memory_region(), -EINVAL)', () => {
     const r = run(
       scenario({
         ...MTE_VM,

@@ -1,8 +1,8 @@
 /**
- * The mapping size user_mem_abort() picks (fault-path.md §3 S4 clamps, S6 rounding, L2 THP
- * promotion): VM_PFNMAP PUD/PMD windows, hugetlb hstates including the contiguous sizes, THP,
+ * The mapping size user_mem_abort() picks (the S4 clamps, S6 rounding and L2 THP promotion of
+ * docs/decisions.md, "Step labels"): VM_PFNMAP PUD/PMD windows, hugetlb hstates including the contiguous sizes, THP,
  * and fault_supports_stage2_huge_mapping() succeeding and failing. Descriptors are derived by
- * hand from pgtable.md §2.6/§3.3: with FWB, Normal-WB is MemAttr 6 (0x18), SH=IS 0x300, AF
+ * hand from stage2_set_prot_attr() (arch/arm64/kvm/hyp/pgtable.c): with FWB, Normal-WB is MemAttr 6 (0x18), SH=IS 0x300, AF
  * 0x400, R 0x40, W 0x80; a block has bits[1:0]=01, a page 11; XN is bit 54.
  */
 import { describe, expect, it } from 'vitest';

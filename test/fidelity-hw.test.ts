@@ -6,7 +6,7 @@
  * - LPA2: kvm_set_ipa_limit() (arch/arm64/kvm/reset.c) caps the IPA at 48 bits with 4K/16K
  *   pages unless LPA2 is in use, and with it (kvm_lpa2_is_enabled()) every descriptor holds
  *   OA[51:50] in bits [9:8] and no SH field (stage2_set_prot_attr() adds SH only without LPA2).
- * Descriptors are derived by hand from pgtable.md §2.6: page bits[1:0] = 0b11, MemAttr FWB
+ * Descriptors are derived by hand from stage2_set_prot_attr(): page bits[1:0] = 0b11, MemAttr FWB
  * Normal-WB 0b0110 << 2 = 0x18, R 0x40, W 0x80, SH = IS 0x300, AF 0x400.
  */
 import { describe, expect, it } from 'vitest';

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { PageContents } from '../src/mmu/host/contents.js';
 import { GRANULE_4K } from '../src/mmu/host/granule.js';
 import { HPTE_WRITE, HPTE_ZERO, newHostLeaf } from '../src/mmu/host/hostpt.js';
-import { Mm, newFaultinResult } from '../src/mmu/host/mm.js';
+import { FollowPfn, Mm } from '../src/mmu/host/mm.js';
 import { MmuNotifier } from '../src/mmu/host/notifier.js';
 import { PhysMem } from '../src/mmu/host/physmem.js';
 import { VM_MAYWRITE, VM_READ, VM_WRITE, type Vma } from '../src/mmu/host/vma.js';
@@ -47,10 +47,10 @@ describe('PageContents', () => {
   it('reads zeroes where nothing was written, and stores only non-zero writes', () => {
     const c = new PageContents(4096);
     expect(c.read64(0x1234_5000)).toEqual([0, 0]);
-    c.reqPfn = 0x12345;
-    c.write64Req(8, 0, 0);
+    const op = { pfn: 0x12345 };
+    c.write64Op(op, 8, 0, 0);
     expect(c.pagesStored).toBe(0);
-    c.write64Req(8, 0x89ab_cdef, 0x0123_4567);
+    c.write64Op(op, 8, 0x89ab_cdef, 0x0123_4567);
     expect(c.pagesStored).toBe(1);
     expect(c.read64(0x1234_5008)).toEqual([0x89ab_cdef, 0x0123_4567]);
     // Little-endian bytes: the low byte of `lo` first.
@@ -78,11 +78,10 @@ describe('PageContents', () => {
     expect(c.has(200)).toBe(false);
   });
 
-  it('zeroReq() clears a block and leaves the rest', () => {
+  it('zeroOp() clears a block and leaves the rest', () => {
     const c = new PageContents(4096);
     c.writeBytes(5, 0x38, bytes(1, 2, 3, 4, 5, 6, 7, 8, 9));
-    c.reqPfn = 5;
-    c.zeroReq(0, 64);
+    c.zeroOp({ pfn: 5 }, 0, 64);
     expect(c.read64(5 * 4096 + 0x38)).toEqual([0, 0]);
     expect(c.read64(5 * 4096 + 0x40)).toEqual([9, 0]);
   });
@@ -121,7 +120,7 @@ describe('Mm.hostWrite and the contents lifetime', () => {
   it('a write over the zero page breaks copy-on-write, with its invalidation; the zero page keeps reading zero', () => {
     const { mm, phys, calls } = setup();
     vma(mm, 'anon');
-    const r = newFaultinResult();
+    const r = new FollowPfn();
     mm.faultinPfn(HVA + 0x3000, false, r);
     mm.releaseFaultinPage(r, true, false);
     expect(r.pfn).toBe(phys.zeroPfn);
@@ -137,7 +136,7 @@ describe('Mm.hostWrite and the contents lifetime', () => {
   it('copy-on-write of a private file page copies its bytes into the new page', () => {
     const { mm, phys } = setup();
     vma(mm, 'shmem');
-    const r = newFaultinResult();
+    const r = new FollowPfn();
     mm.faultinPfn(HVA, false, r); // a read maps the file page read-only
     mm.releaseFaultinPage(r, true, false);
     const filePfn = r.pfn;
@@ -155,7 +154,7 @@ describe('Mm.hostWrite and the contents lifetime', () => {
   it('a write into the huge zero page gets a PMD folio that reads zero except for the bytes written', () => {
     const { mm, phys } = setup();
     vma(mm, 'thp');
-    const r = newFaultinResult();
+    const r = new FollowPfn();
     mm.faultinPfn(HVA, false, r);
     mm.releaseFaultinPage(r, true, false);
     expect(phys.isZeroPfn(r.pfn)).toBe(true);

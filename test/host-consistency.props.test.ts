@@ -755,11 +755,11 @@ describe('regressions the property catches (hva_to_pfn() in virt/kvm/kvm_main.c)
     if (!byKvm) install();
     else {
       // The copy appears during __kvm_faultin_pfn(), from the driver's present entry.
-      const mm = kvm.mm as unknown as { faultinPfnReq(out: unknown, w: boolean): void };
-      const orig = mm.faultinPfnReq.bind(kvm.mm);
-      mm.faultinPfnReq = (out, w) => {
+      const mm = kvm.mm;
+      const orig = mm.hvaToPfn.bind(mm);
+      mm.hvaToPfn = (kfp) => {
         install();
-        orig(out, w);
+        orig(kfp);
       };
     }
     more(r, 'read', IPA_BASE);
@@ -830,10 +830,10 @@ describe('the incremental audit (the CLI default)', () => {
     const runner = new ScenarioRunner(s, { auditHost: 'incremental' });
     // Inject the bug: GUP hands KVM the pfn after the one the host maps.
     const mm = runner.kvm.mm;
-    const faultin = mm.faultinPfnReq.bind(mm);
-    mm.faultinPfnReq = (out, write) => {
-      faultin(out, write);
-      if (out.pfn >= 0) out.pfn += 1;
+    const hvaToPfn = mm.hvaToPfn.bind(mm);
+    mm.hvaToPfn = (kfp) => {
+      hvaToPfn(kfp);
+      if (kfp.pfn >= 0) kfp.pfn += 1;
     };
     const d = runner.run().diagnostics;
     expect(d.some((x) => x.includes('host-consistency audit after steps[0]') && x.includes('pfn'))).toBe(

@@ -1,5 +1,5 @@
 /**
- * Host events the fault path must survive (scenario-format.md, "Format additions (2)"): munmap
+ * Host events the fault path must survive (docs/scenario.md, "Host events"): munmap
  * and MAP_FIXED mmap under a live memslot, memslots over several VMAs (`hva`), memory_failure(),
  * the stage-2 table-page budget, the VMM's view of MMIO exits and `onError`. Every expected
  * value is derived by hand from the kernel function named beside it (arch/arm64/kvm/mmu.c and

@@ -4,7 +4,7 @@ import { PhysMem, PS_DIRTY } from '../src/mmu/host/physmem.js';
 import { MmuNotifier } from '../src/mmu/host/notifier.js';
 import {
   Mm,
-  newFaultinResult,
+  FollowPfn,
   FAULTIN_OK,
   KVM_PFN_ERR_FAULT,
   KVM_PFN_ERR_HWPOISON,
@@ -53,7 +53,7 @@ function setup(granule: HostGranule = GRANULE_4K, options: MmOptions = {}, ramSi
     clearYoung: () => true,
   });
   const mm = new Mm(phys, notifier, options);
-  return { phys, notifier, calls, mm, out: newFaultinResult() };
+  return { phys, notifier, calls, mm, out: new FollowPfn() };
 }
 
 function mustVma(v: Vma | string): Vma {
@@ -799,7 +799,7 @@ describe('VMA generations', () => {
 describe('host MTE tag initialisation', () => {
   function mteSetup() {
     const phys = new PhysMem(GRANULE_4K, [{ base: RAM_BASE, size: 4 * G, type: 'ram' }], { mte: true });
-    return { phys, mm: new Mm(phys), out: newFaultinResult() };
+    return { phys, mm: new Mm(phys), out: new FollowPfn() };
   }
 
   it('the zero page is tagged at boot when the host has MTE, not otherwise', () => {
@@ -904,7 +904,7 @@ describe('large and partial unmaps', () => {
     );
     expect(mm.hostLeafSize(0x100_0000_0000 + 300 * G)).toBe(1 * G);
     vma = mm.hostProtect(vma, VM_READ);
-    const out = newFaultinResult();
+    const out = new FollowPfn();
     mm.faultinPfn(0x100_0000_0000 + 300 * G, false, out);
     expect(out.writable).toBe(false);
     mm.hostUnmap(vma, 0, 512 * G);

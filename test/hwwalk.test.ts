@@ -286,7 +286,7 @@ describe('HwWalker: faults', () => {
     expect(walk(new HwWalker(d.pgt, { pa52: true }), 0x10).fault).toBe(FAULT_NONE);
   });
 
-  it('archMinBlockLevel follows §1.1', () => {
+  it('archMinBlockLevel follows the architecture (4K: level 1, 16K/64K: level 2)', () => {
     expect([12, 14, 16].map((s) => archMinBlockLevel(s, false, false))).toEqual([1, 2, 2]);
     expect([12, 14].map((s) => archMinBlockLevel(s, true, false))).toEqual([0, 1]);
     expect(archMinBlockLevel(16, false, true)).toBe(1);
@@ -367,7 +367,7 @@ describe('HwWalker.translate: final memory type', () => {
       expect(t.pa).toBe(0x2010);
       expect(t.s2MemAttr).toBe(fwb ? MT_S2_FWB_NORMAL : MT_S2_NORMAL);
       expect(t.s2Text).toBe('Normal-WB');
-      // §3.6: guest NC wins without FWB; FWB forces write-back.
+      // Guest NC wins without FWB; FWB forces write-back.
       expect(t.attr).toBe(fwb ? MAIR_NORMAL_WB : MAIR_NORMAL_NC);
       expect(t.sh).toBe(fwb ? SH_ISH : SH_OSH);
       expect(t.attrText).toBe(fwb ? 'Normal-WB' : 'Normal-NC');

@@ -37,7 +37,7 @@ function comb(s1: number, s2: number, fwb: boolean, mode?: 'armarm' | 'qemu'): {
   return { attr: combinedAttr(r), sh: combinedSh(r) };
 }
 
-describe('stage-2 MemAttr decoding without FWB (§3.1)', () => {
+describe('stage-2 MemAttr decoding without FWB', () => {
   const cases: [number, string, string, number][] = [
     [0x0, 'device', 'Device-nGnRnE', 0x00],
     [0x1, 'device', 'Device-nGnRE', 0x01],
@@ -71,7 +71,7 @@ describe('stage-2 MemAttr decoding without FWB (§3.1)', () => {
   });
 });
 
-describe('stage-2 MemAttr decoding with FWB (§3.2)', () => {
+describe('stage-2 MemAttr decoding with FWB', () => {
   const cases: [number, string, string, number][] = [
     [0x0, 'device', 'Device-nGnRnE', 0x00],
     [0x1, 'device', 'Device-nGnRE', 0x01],
@@ -116,7 +116,7 @@ describe('stage-2 MemAttr decoding with FWB (§3.2)', () => {
   });
 });
 
-describe('KVM values (§3.3)', () => {
+describe('KVM values (arch/arm64/include/asm/memory.h)', () => {
   it('s2MemAttrFor picks MT_S2_* or MT_S2_FWB_*', () => {
     expect(s2MemAttrFor('normal', false)).toBe(0xf);
     expect(s2MemAttrFor('normal-nc', false)).toBe(0x5);
@@ -187,7 +187,7 @@ describe('stage-1 MAIR decoding', () => {
   });
 });
 
-describe('§3.6 example table', () => {
+describe('combining examples', () => {
   it('0xFF WB + NORMAL: 0xFF, Inner (no FWB)', () => {
     expect(comb(0xff, 0xf, false)).toEqual({ attr: 0xff, sh: SH_ISH });
   });
@@ -252,7 +252,7 @@ describe('§3.6 example table', () => {
   });
 });
 
-describe('combining details (§3.4, §3.5)', () => {
+describe('combining details (with and without FWB)', () => {
   it('stage-2 WT gives WT non-transient with the stage-1 hints', () => {
     expect(comb(0xff, 0xa, false).attr).toBe(0xbb);
     expect(comb(0xee, 0xa, false).attr).toBe(0xaa);

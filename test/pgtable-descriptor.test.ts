@@ -66,7 +66,7 @@ function mapped(
   return { desc: hex64(r.lo, r.hi), level: r.level, pgt };
 }
 
-// pgtable.md §2.6 worked descriptors: 4K, no LPA2, level-3 page at PA 0x80000000.
+// Worked descriptors from stage2_set_prot_attr(): 4K, no LPA2, level-3 page at PA 0x80000000.
 //   RWX normal: PA | AF 0x400 | SH 0x300 | W 0x80 | R 0x40 | MemAttr (0xF or 6) << 2 | 0b11.
 //   Not executable: XN, bit 54 (0x0040_0000 in the high word).
 const WORKED: [string, number, string, string][] = [
@@ -75,7 +75,7 @@ const WORKED: [string, number, string, string][] = [
   ['R', R, '0x004000008000077f', '0x004000008000075b'],
   ['R W DEVICE', R | W | DEVICE, '0x00400000800007c7', '0x00400000800007c7'],
   ['R W NORMAL_NC', R | W | NC, '0x00400000800007d7', '0x00400000800007d7'],
-  // Not in the spec's table, derived the same way.
+  // Derived the same way.
   ['W', W, '0x00400000800007bf', '0x004000008000079b'],
   ['X', X, '0x000000008000073f', '0x000000008000071b'],
   ['NONE', 0, '0x004000008000073f', '0x004000008000071b'],
@@ -88,7 +88,7 @@ const WORKED: [string, number, string, string][] = [
   ],
 ];
 
-describe('§2.6 prot → descriptor, worked values', () => {
+describe('stage2_set_prot_attr(): prot → descriptor, worked values', () => {
   it.each(WORKED)('%s (built from stage2SetProtAttr + initValidLeafPte)', (_n, prot, nofwb, fwb) => {
     expect(leaf(prot, 0x80000000, 3)).toBe(nofwb);
     expect(leaf(prot, 0x80000000, 3, { fwb: true })).toBe(fwb);
@@ -135,7 +135,7 @@ describe('§2.6 prot → descriptor, worked values', () => {
   });
 });
 
-describe('§2.1 table descriptor', () => {
+describe('table descriptors (kvm_init_table_pte())', () => {
   it('a table pointing to PA 0x412345000 is 0x0000000412345003', () => {
     const l = new AddrLayout(12);
     const pa = 0x412345000;
@@ -164,7 +164,7 @@ describe('§2.1 table descriptor', () => {
   });
 });
 
-describe('§2.6 error cases: −EINVAL before any walk', () => {
+describe('stage2_set_prot_attr() error cases: −EINVAL before any walk', () => {
   const BAD: [string, number][] = [
     ['DEVICE|X', DEVICE | X],
     ['NORMAL_NC|X', NC | X],
@@ -213,7 +213,7 @@ describe('§2.6 error cases: −EINVAL before any walk', () => {
   });
 });
 
-describe('§2.7 pte → prot', () => {
+describe('kvm_pgtable_stage2_pte_prot(): pte → prot', () => {
   const SW = [KVM_PGTABLE_PROT_SW0, KVM_PGTABLE_PROT_SW1, KVM_PGTABLE_PROT_SW2, KVM_PGTABLE_PROT_SW3];
 
   it('round-trips every combination of R, W, X and the software bits', () => {
@@ -259,7 +259,7 @@ describe('§2.7 pte → prot', () => {
   });
 });
 
-describe('§2.2 output-address layouts', () => {
+describe('output-address layouts (kvm_phys_to_pte(), kvm_pte_to_phys())', () => {
   it('64K pages put PA[51:48] into bits [15:12]', () => {
     const l = new AddrLayout(16);
     const pa = 0x000f123456780000; // PA[51:48] = 0xF, PA[47:16] = 0x12345678
@@ -294,7 +294,7 @@ describe('§2.2 output-address layouts', () => {
     const pa = 0x0006000080000000; // PA[51:50] = 0b01, PA[49:48] = 0b10
     expect(hex64(l.physLo(pa), l.physHi(pa))).toBe('0x0002000080000100');
     expect(l.toPhys(l.physLo(pa), l.physHi(pa))).toBe(pa);
-    // §2.6 "with LPA2, clear 0x300 from the above and put PA[51:50] in bits 9:8".
+    // With LPA2, stage2_set_prot_attr() sets no SH, and PA[51:50] goes in bits 9:8.
     expect(leaf(R | W | X, 0x80000000, 3, { lpa2: true })).toBe('0x00000000800004ff');
     expect(leaf(R | W, 0x80000000, 3, { lpa2: true, fwb: true })).toBe('0x00400000800004db');
     expect(leaf(R | W | X, pa, 3, { lpa2: true })).toBe('0x00020000800005ff');
@@ -312,7 +312,7 @@ describe('§2.2 output-address layouts', () => {
   });
 });
 
-describe('§2.5 invalid-entry encodings', () => {
+describe('invalid-entry encodings KVM uses (locked, owner)', () => {
   it('LOCKED is bit 10 with bit 0 clear; every non-zero entry is counted', () => {
     expect(pteIsLocked(0x400)).toBe(true);
     expect(pteIsLocked(0x401)).toBe(false);

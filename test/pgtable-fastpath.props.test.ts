@@ -254,14 +254,23 @@ function step(s: Side, o: Op): string {
       const r = pgt.getLeafOp(op, leaf);
       return `${r} ${leaf.lo} ${leaf.hi} ${leaf.level}`;
     }
+    // The unchecked forms: the commands probe the kernel's edges (a zero size, 2^52).
     case 'mkold':
-      return String(pgt.testClearYoung(o.ipa, o.size, o.mkold));
+      op.addr = o.ipa;
+      op.size = o.size;
+      return String(pgt.testClearYoungOp(op, o.mkold));
     case 'wrprotect':
-      return String(pgt.wrprotect(o.ipa, o.size));
+      op.addr = o.ipa;
+      op.size = o.size;
+      return String(pgt.wrprotectOp(op));
     case 'flush':
-      return String(pgt.flush(o.ipa, o.size));
+      op.addr = o.ipa;
+      op.size = o.size;
+      return String(pgt.flushOp(op));
     case 'split':
-      return String(pgt.split(o.ipa, o.size, mc));
+      op.addr = o.ipa;
+      op.size = o.size;
+      return String(pgt.splitOp(op, mc));
     case 'owner':
       return String(pgt.setOwner(o.ipa, o.size, mc, o.id));
     case 'topup':

@@ -25,7 +25,7 @@ const K4 = 4096;
 const K16 = 16384;
 const K64 = 65536;
 
-/** One row of the §1.3 table: granule, IPA bits, levels, start level, SL0, PGD pages. */
+/** One row of the geometry table: granule, IPA bits, levels, start level, SL0, PGD pages. */
 interface Row {
   granule: GranuleSize;
   ipa: number;
@@ -36,7 +36,8 @@ interface Row {
   lpa2?: boolean;
 }
 
-// pgtable.md §1.3, every row (the "a / b" and "32..42" rows expanded).
+// Every granule and IPA size, from kvm_get_vtcr() and stage2_pgtable.h (VTCR_EL2.SL0 and
+// concatenation as the Arm ARM allows them).
 const TABLE: Row[] = [
   { granule: K4, ipa: 32, levels: 2, start: 2, sl0: 0, pgd: 4 },
   { granule: K4, ipa: 36, levels: 3, start: 1, sl0: 1, pgd: 1 },
@@ -61,7 +62,7 @@ const TABLE: Row[] = [
   { granule: K64, ipa: 52, levels: 3, start: 1, sl0: 2, pgd: 1 },
 ];
 
-describe('§1.3 levels, start level, SL0 and PGD pages', () => {
+describe('levels, start level, SL0 and PGD pages', () => {
   it.each(TABLE)('$granule/$ipa', (row) => {
     const ps = pageShiftOf(row.granule);
     expect(stage2Levels(ps, row.ipa)).toBe(row.levels);
@@ -103,7 +104,7 @@ describe('§1.3 levels, start level, SL0 and PGD pages', () => {
   });
 });
 
-describe('§1.1 level shifts, block levels and block sizes', () => {
+describe('level shifts, block levels and block sizes', () => {
   it('shift(level) per granule matches the table (L-1/L0/L1/L2/L3)', () => {
     expect([-1, 0, 1, 2, 3].map((l) => levelShift(12, l))).toEqual([48, 39, 30, 21, 12]);
     expect([-1, 0, 1, 2, 3].map((l) => levelShift(14, l))).toEqual([58, 47, 36, 25, 14]);
@@ -150,7 +151,7 @@ describe('§1.1 level shifts, block levels and block sizes', () => {
   });
 });
 
-describe('§1.2 VTCR_EL2 worked values (16-bit VMID, HA on)', () => {
+describe('VTCR_EL2 worked values (16-bit VMID, HA on)', () => {
   it('4K / 40-bit / PARange 48 → 0x802D3558', () => {
     const v = kvmGetVtcr({ granule: K4, ipaBits: 40, paBits: 48, vmid16: true, hafdbs: true });
     expect(v).toBe(0x802d3558);
@@ -218,7 +219,7 @@ describe('§1.2 VTCR_EL2 worked values (16-bit VMID, HA on)', () => {
   });
 });
 
-describe('§1.3 index computation', () => {
+describe('index computation', () => {
   /** The kernel's kvm_pgtable_idx / kvm_pgd_page_idx, in BigInt, as a reference. */
   function refIdx(geo: Geometry, addr: number, level: number): number {
     const shift = BigInt(levelShift(geo.pageShift, level));

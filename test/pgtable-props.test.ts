@@ -1,7 +1,7 @@
 /**
  * Property tests: random sequences of map / unmap / relax / wrprotect / mkold / mkyoung /
  * split over a small IPA window, checked after every step against a reference model of the
- * spec's rules (pgtable.md §5) and against the table's own invariants (auditStage2).
+ * rules of arch/arm64/kvm/hyp/pgtable.c's stage-2 operations and against the table's own invariants (auditStage2).
  *
  * The model keeps the leaves themselves (keyed by their page-aligned base IPA), because
  * which leaf a page belongs to decides what unmap and a later map remove.
@@ -23,6 +23,7 @@ import {
 import type { GranuleSize } from '../src/pgtable/geometry.js';
 import { MemCache } from '../src/pgtable/pool.js';
 import type { Stage2Events } from '../src/pgtable/pool.js';
+import { S2Op } from '../src/pgtable/op.js';
 import { LeafResult, Stage2PageTable } from '../src/pgtable/stage2.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../src/pgtable/walker.js';
 import { auditStage2, collectLeaves } from '../src/pgtable/audit.js';
@@ -75,7 +76,7 @@ const CONFIGS: Config[] = [
   { name: '64K/44', granule: 65536, ipaBits: 44, base: 2 ** 42 - 0x20000000, blocks: 2, runs: 45 },
 ];
 
-/** The reference model: the spec's rules at leaf granularity. */
+/** The reference model: the page-table code's rules at leaf granularity. */
 class Model {
   readonly leaves = new Map<number, MLeaf>();
   readonly ps: number;
@@ -323,27 +324,38 @@ function describeOp(o: Op): string {
   }
 }
 
-/** Runs one command on both the table and the model; returns the two results. */
+/** The operands of step()'s commands. */
+const stepOp = new S2Op();
+
+/**
+ * Runs one command on both the table and the model; returns the two results. The unchecked
+ * `...Op` forms: the commands probe the kernel's edges (a zero size, an address past 2^52),
+ * which the argument-taking wrappers refuse.
+ */
 function step(pgt: Stage2PageTable, model: Model, mc: MemCache, o: Op): [number, number] {
+  const op = stepOp;
+  op.addr = o.ipa;
+  op.size = 'size' in o ? o.size : 1;
+  op.phys = o.op === 'map' ? o.pa : 0;
   switch (o.op) {
     case 'map':
-      return [pgt.map(o.ipa, o.size, o.pa, o.prot, mc), model.map(o.ipa, o.size, o.pa, o.prot)];
+      return [pgt.mapOp(op, o.prot, mc), model.map(o.ipa, o.size, o.pa, o.prot)];
     case 'unmap':
-      return [pgt.unmap(o.ipa, o.size), model.unmap(o.ipa, o.size)];
+      return [pgt.unmapOp(op), model.unmap(o.ipa, o.size)];
     case 'wrprotect':
-      return [pgt.wrprotect(o.ipa, o.size), model.wrprotect(o.ipa, o.size)];
+      return [pgt.wrprotectOp(op), model.wrprotect(o.ipa, o.size)];
     case 'mkold':
-      pgt.testClearYoung(o.ipa, o.size, true);
+      pgt.testClearYoungOp(op, true);
       model.mkold(o.ipa, o.size);
       return [0, 0];
     case 'mkyoung':
-      pgt.mkyoung(o.ipa, FAULT);
+      pgt.mkyoungOp(op, FAULT);
       model.mkyoung(o.ipa);
       return [0, 0];
     case 'relax':
-      return [pgt.relaxPerms(o.ipa, o.prot, FAULT), model.relax(o.ipa, o.prot)];
+      return [pgt.relaxPermsOp(op, o.prot, FAULT), model.relax(o.ipa, o.prot)];
     case 'split':
-      return [pgt.split(o.ipa, o.size, mc), model.split(o.ipa, o.size)];
+      return [pgt.splitOp(op, mc), model.split(o.ipa, o.size)];
   }
 }
 

@@ -1,5 +1,6 @@
 /**
- * Races user_mem_abort() survives (scenario-format.md: "race" on an access, first fault only).
+ * Races user_mem_abort() survives (docs/scenario.md, "Host events": "race" on an access, first
+ * fault only).
  * Each expected fault list follows arch/arm64/kvm/mmu.c (v6.17): a lost race makes
  * user_mem_abort() return -EAGAIN internally and 0 to kvm_handle_guest_abort() ("ret" 0 in the
  * faults list); the guest re-executes the access and faults again if nothing was installed.

@@ -169,7 +169,7 @@ describe('guest stage 1', () => {
     expect(mism[0]).toContain('Normal-NC');
   });
 
-  it('a stage-1 walk that reaches no memslot gets an injected data abort (S1PTW row of §2.2)', () => {
+  it('a stage-1 walk that reaches no memslot gets an injected data abort (S1PTW, kvm_handle_guest_abort() step 8)', () => {
     const sc = base(
       { profile: 'grace' },
       '0xff',

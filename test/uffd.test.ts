@@ -1,5 +1,5 @@
 /**
- * userfaultfd as VMMs use it (scenario-format.md): registration after set-up, the events of
+ * userfaultfd as VMMs use it (docs/scenario.md, "Host events"): registration after set-up, the events of
  * each access and hostWrite, `resolve` and `copyFrom`. The events follow fs/userfaultfd.c
  * (handle_userfault(): one message per missing-page fault, UFFD_PAGEFAULT_FLAG_WRITE for a
  * write fault; hugetlb_fault() reports the huge-page-aligned address) and KVM's faultin: a guest

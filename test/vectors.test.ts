@@ -6,7 +6,10 @@ import { replayText } from '../src/replay/replay.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The shared vectors are the judge; a vendored copy keeps a lone checkout testable. */
+/**
+ * The golden vectors: test/vectors/, unless the project's upstream copy is checked out beside
+ * the repository, which is then read instead (and is the only source of the LPA2 vectors).
+ */
 function vectorDir(sharedName: string, vendored: string | null): string | null {
   const shared = join(here, '..', '..', 'shared', sharedName);
   if (existsSync(shared)) return shared;

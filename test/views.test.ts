@@ -44,7 +44,7 @@ function table(opts: { fwb?: boolean; ipaBits?: number } = {}) {
   return { pgt, mc: MemCache.unlimited(pgt.pool) };
 }
 
-describe('DescriptorView text (§2.6 worked descriptors)', () => {
+describe('DescriptorView text (stage2_set_prot_attr() worked descriptors)', () => {
   it.each([
     [0x00000000800007ffn, NOFWB, 'L3 page 0x80000000 RWX Normal-WB AF'],
     [0x00400000800007ffn, NOFWB, 'L3 page 0x80000000 RW- Normal-WB AF'],
@@ -245,7 +245,7 @@ describe('describeTable', () => {
   });
 });
 
-describe('ptdump (§6, v6.17 legacy-XN bit table)', () => {
+describe('ptdump (arch/arm64/kvm/ptdump.c, v6.17 legacy-XN bit table)', () => {
   const HEADER = '---[ Guest IPA ]---';
   const lines = (pgt: Stage2PageTable): string[] => {
     const text = ptdump(pgt);
@@ -253,14 +253,14 @@ describe('ptdump (§6, v6.17 legacy-XN bit table)', () => {
     return text.slice(0, -1).split('\n');
   };
 
-  it('reproduces the §6 example: a non-executable RW 2M block with start level 1', () => {
+  it('reproduces the kernel debugfs format: a non-executable RW 2M block with start level 1', () => {
     const { pgt, mc } = table();
     pgt.map(0x40000000, 0x200000, 0x40000000, KVM_PGTABLE_PROT_RW, mc);
     expect(lines(pgt)).toEqual([
       HEADER,
-      // §6 "Empty regions" example.
+      // An empty region.
       '0x0000000000000000-0x0000000040000000           1G 1',
-      // §6 example, verbatim.
+      // The block, as note_page() prints it.
       '0x0000000040000000-0x0000000040200000           2M 2   R W X AF BLK',
       '0x0000000040200000-0x0000000080000000        1022M 2',
       // The L1 tail [0x80000000, 2^40) is never printed.

@@ -34,6 +34,8 @@ export interface RunCommandOptions {
   quiet?: boolean;
   /** The most accesses a run may make (`--max-accesses`); default DEFAULT_MAX_ACCESSES. */
   maxAccesses?: number;
+  /** Where the output goes (default: standard output); the benchmark passes a sink. */
+  write?: (text: string) => void;
 }
 
 /**
@@ -78,6 +80,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
   }
   const file = args[0]!;
   const where = file === '-' ? '<stdin>' : file;
+  const write = opts.write ?? ((t: string): void => void process.stdout.write(t));
   const text = readInput(file);
   let scenario: Scenario;
   try {
@@ -137,7 +140,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
   if (opts.json) {
     const lines: string[] = [];
     const flush = (): void => {
-      if (lines.length) process.stdout.write(lines.join('\n') + '\n');
+      if (lines.length) write(lines.join('\n') + '\n');
       lines.length = 0;
     };
     const summary = runner.run({
@@ -209,6 +212,6 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
   stopBar();
   const width = process.stdout.isTTY === true ? Math.max(60, process.stdout.columns ?? 100) : null;
   const out = formatReport(c, { scenario, runner, kernel, steps, notes, refused, summary, width });
-  process.stdout.write(out.join('\n') + '\n');
+  write(out.join('\n') + '\n');
   return runExitStatus(summary, opts.allowErrors ?? false);
 }

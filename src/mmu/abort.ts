@@ -1,6 +1,5 @@
 /**
- * kvm_handle_guest_abort() (arch/arm64/kvm/mmu.c, v6.17; fault-path.md §2): the stage-2
- * abort handler, the MMIO / read-only-slot path and io_mem_abort(), the access-flag path,
+ * kvm_handle_guest_abort() (arch/arm64/kvm/mmu.c, v6.17): the stage-2 abort handler, the MMIO / read-only-slot path and io_mem_abort(), the access-flag path,
  * and the exceptions KVM injects.
  */
 
@@ -75,7 +74,7 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
   vcpu.handler = 'none';
   vcpu.handlerRet = 0;
 
-  // 1. Synchronous external aborts: not claimed by firmware here, so an SError.
+  // Synchronous external aborts: not claimed by firmware here, so an SError.
   if (kvmVcpuAbtIssea(esr)) {
     vcpu.handler = 'kvm_handle_guest_sea';
     vcpu.injected = INJECTED_SERROR;
@@ -83,11 +82,11 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
     return 1;
   }
 
-  // 2. The fault IPA from HPFAR_EL2.
+  // The fault IPA from HPFAR_EL2.
   const faultIpa = vcpu.faultIpa;
   let ipa = faultIpa;
 
-  // 3. Translation faults beyond the IPA space.
+  // Translation faults beyond the IPA space.
   if (esrFscIsTranslationFault(esr)) {
     if (faultIpa >= kvm.ipaLimit) {
       // kvm_inject_size_fault()
@@ -101,27 +100,30 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
     }
   }
 
-  // 4. Only translation, permission and access-flag faults get this far.
+  // Only translation, permission and access-flag faults get this far.
   if (!esrFscIsTranslationFault(esr) && !esrFscIsPermissionFault(esr) && !esrFscIsAccessFlagFault(esr)) {
     kvm.diagnose(`Unsupported FSC: ESR 0x${(esr >>> 0).toString(16)}`);
     vcpu.handlerRet = EFAULT;
     return EFAULT;
   }
 
-  // 5. SRCU read side: every later exit goes through the unlock.
+  // SRCU read side: every later exit goes through the unlock.
   const idx = kvm.locks.srcuReadLock();
   let ret: number;
   out: {
-    // 7. The memslot and its host address.
-    const hvaProt = vcpu.hvaProt;
-    hvaProt.gfn = Math.floor(ipa / kvm.pageSize);
-    const memslot = kvm.gfnToMemslotAt(hvaProt);
-    gfnToHvaMemslotProtInto(memslot, kvm.pageShift, hvaProt);
-    const hva = hvaProt.hva;
-    const writable = memslot ? hvaProt.writable : false;
+    // The memslot and its host address (gfn_to_hva_memslot_prot()), into the fault object.
+    const fault = vcpu.fault;
+    fault.reset();
+    fault.faultIpa = faultIpa;
+    fault.gfn = Math.floor(ipa / kvm.pageSize);
+    const memslot = kvm.gfnToMemslotOp(fault);
+    fault.memslot = memslot;
+    gfnToHvaMemslotProtInto(memslot, kvm.pageShift, fault);
+    const hva = fault.hva;
+    const writable = memslot ? fault.writable : false;
     const writeFault = kvmIsWriteFault(esr);
 
-    // 8. No usable slot, or a write to a read-only one: MMIO, or an injected abort.
+    // No usable slot, or a write to a read-only one: MMIO, or an injected abort.
     if (kvmIsErrorHva(hva) || (writeFault && !writable)) {
       vcpu.handler = 'io_mem_abort';
       if (isIabt) {
@@ -148,7 +150,7 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
       break out;
     }
 
-    // 10. Access flag: mkyoung the leaf.
+    // Access flag: mkyoung the leaf.
     if (esrFscIsAccessFlagFault(esr)) {
       vcpu.handler = 'handle_access_fault';
       handleAccessFault(vcpu);
@@ -156,13 +158,13 @@ export function kvmHandleGuestAbort(vcpu: Vcpu): number {
       break out;
     }
 
-    // 11. user_mem_abort(); 0 becomes 1.
+    // user_mem_abort(vcpu, fault_ipa, NULL, memslot, hva, fault_is_perm); 0 becomes 1.
     vcpu.handler = 'user_mem_abort';
-    vcpu.hva = hva;
-    ret = vcpu.handlerRet = userMemAbort(vcpu, memslot!, esrFscIsPermissionFault(esr));
+    fault.isPerm = esrFscIsPermissionFault(esr);
+    ret = vcpu.handlerRet = userMemAbort(vcpu, fault);
     if (ret === 0) ret = 1;
   }
-  // 12. -ENOEXEC becomes an injected instruction abort.
+  // -ENOEXEC becomes an injected instruction abort.
   if (ret === ENOEXEC) ret = kvmInjectSea(vcpu, true);
   kvm.locks.srcuReadUnlock(idx);
   return ret;

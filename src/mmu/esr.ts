@@ -1,6 +1,6 @@
 /**
  * The syndrome of a stage-2 abort (ESR_EL2) and the predicates KVM derives from it
- * (fault-path.md §2.1; arch/arm64/include/asm/esr.h, kvm_emulate.h).
+ * (arch/arm64/include/asm/esr.h, arch/arm64/include/asm/kvm_emulate.h).
  *
  * ESR_EL2 layout for instruction and data aborts (the bits modelled):
  *

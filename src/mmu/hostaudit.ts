@@ -33,7 +33,6 @@
  */
 
 import { KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, pteCacheable } from '../pgtable/descriptor.js';
-import type { S2Op } from '../pgtable/op.js';
 import { POW2 } from './host/granule.js';
 import { HPTE_PRESENT, HPTE_SPECIAL, HPTE_WRITE, HPTE_ZAPPED, newHostLeaf } from './host/hostpt.js';
 import {
@@ -44,12 +43,13 @@ import {
   VM_WRITE,
   kvmVmaIsCacheable,
   vmaLookup,
-  vmaLookupReq,
+  vmaLookupOp,
 } from './host/vma.js';
 import type { Vma } from './host/vma.js';
 import { KVM_MEM_READONLY, gfnToMemslot } from './memslots.js';
 import type { Memslot } from './memslots.js';
-import type { Vcpu } from './vcpu.js';
+import type { S2Fault } from './fault.js';
+import { HostOp } from './host/op.js';
 import type { Kvm } from './vm.js';
 
 /** The audit's rules (see the module comment). */
@@ -186,7 +186,7 @@ function record(kvm: Kvm, kind: number): void {
 
 // ---- fault-path hooks (fault.ts) ------------------------------------------------------
 
-/** Per vCPU: the host entry at the hva of the current VM_PFNMAP fault, before __kvm_faultin_pfn(). */
+/** Per fault object (one per vCPU): the host entry at the hva of the current VM_PFNMAP fault, before __kvm_faultin_pfn(). */
 interface FaultinBefore {
   /** Zapped (follow_pfnmap_start() finds nothing). */
   absent: boolean;
@@ -194,36 +194,36 @@ interface FaultinBefore {
   pfn: number;
 }
 
-const before = new WeakMap<Vcpu, FaultinBefore>();
+const before = new WeakMap<S2Fault, FaultinBefore>();
 const hookLeaf = newHostLeaf();
 
 /**
- * Called by user_mem_abort() (S9) just before __kvm_faultin_pfn() of `vcpu.faultin.hva`: for a
+ * Called by user_mem_abort() just before __kvm_faultin_pfn() of `fault.follow.hva`: for a
  * VM_PFNMAP VMA, notes the host entry there. hostAuditMapped() then knows where a pfn that is not
  * the one vm_pgoff names came from: an entry the host already had (a copy the VMM's own write
  * made: GUP-fast or follow_pfnmap_start() just read it), or fixup_user_fault() on an absent
  * entry (hva_to_pfn_remapped(), the only place KVM's fault may make one). Allocates nothing
  * after the vCPU's first PFNMAP fault.
  */
-export function hostAuditFaultinStart(vcpu: Vcpu, vmFlags: number): void {
-  if ((vmFlags & VM_PFNMAP) === 0) return;
-  let st = before.get(vcpu);
+export function hostAuditFaultinStart(kvm: Kvm, fault: S2Fault): void {
+  if ((fault.vmFlags & VM_PFNMAP) === 0) return;
+  let st = before.get(fault);
   if (st === undefined) {
     st = { absent: false, pfn: -1 };
-    before.set(vcpu, st);
+    before.set(fault, st);
   }
-  const pt = vcpu.kvm.mm.pt;
-  const hva = vcpu.faultin.hva;
-  pt.reqHva = hva;
-  pt.lookupReq(hookLeaf);
+  const pt = kvm.mm.pt;
+  const follow = fault.follow;
+  const hva = follow.hva;
+  pt.lookupOp(follow, hookLeaf);
   // An empty entry of a pfnmap VMA is the driver's entry not yet synthesised: present, at the
   // pfn vm_pgoff names (which is what hostAuditMapped compares with first).
   st.absent = (hookLeaf.flags & HPTE_ZAPPED) !== 0;
   if ((hookLeaf.flags & HPTE_PRESENT) !== 0) {
-    st.pfn = hookLeaf.pfn + (hva - hookLeaf.base) / vcpu.kvm.pageSize;
+    st.pfn = hookLeaf.pfn + (hva - hookLeaf.base) / kvm.pageSize;
   } else if (hookLeaf.flags === 0) {
-    const vma = vmaLookupReq(vcpu.kvm.mm.vmas, vcpu.faultin);
-    st.pfn = vma === undefined ? -1 : vma.pgoff + (hva - vma.start) / vcpu.kvm.pageSize;
+    const vma = vmaLookupOp(kvm.mm.vmas, follow);
+    st.pfn = vma === undefined ? -1 : vma.pgoff + (hva - vma.start) / kvm.pageSize;
   } else {
     st.pfn = -1;
   }
@@ -233,22 +233,21 @@ export function hostAuditFaultinStart(vcpu: Vcpu, vmFlags: number): void {
 const kvmCopies = new WeakMap<Kvm, Map<number, number>>();
 
 /**
- * Called by user_mem_abort() (S9) right after __kvm_faultin_pfn(): for a VM_PFNMAP VMA whose
- * entry at `vcpu.faultin.hva` was present before, notes whether the lookup replaced it. KVM's
+ * Called by user_mem_abort() right after __kvm_faultin_pfn(): for a VM_PFNMAP VMA whose
+ * entry at `fault.follow.hva` was present before, notes whether the lookup replaced it. KVM's
  * fault never does (hva_to_pfn_remapped() reads a present entry as it is, and a write to a
  * read-only one is KVM_PFN_ERR_RO_FAULT), so such a copy is remembered as the model's own
  * doing: a block mapped from it later, on the replayed fault, is not explained either.
  * Allocates nothing unless the entry changed.
  */
-export function hostAuditFaultinEnd(vcpu: Vcpu, vmFlags: number): void {
-  if ((vmFlags & VM_PFNMAP) === 0) return;
-  const st = before.get(vcpu);
+export function hostAuditFaultinEnd(kvm: Kvm, fault: S2Fault): void {
+  if ((fault.vmFlags & VM_PFNMAP) === 0) return;
+  const st = before.get(fault);
   if (st === undefined || st.absent || st.pfn < 0) return;
-  const kvm = vcpu.kvm;
   const pt = kvm.mm.pt;
-  const hva = vcpu.faultin.hva;
-  pt.reqHva = hva;
-  pt.lookupReq(hookLeaf);
+  const follow = fault.follow;
+  const hva = follow.hva;
+  pt.lookupOp(follow, hookLeaf);
   if ((hookLeaf.flags & HPTE_PRESENT) === 0) return;
   const now = hookLeaf.pfn + (hva - hookLeaf.base) / kvm.pageSize;
   if (now === st.pfn) return;
@@ -261,8 +260,8 @@ export function hostAuditFaultinEnd(vcpu: Vcpu, vmFlags: number): void {
 }
 
 /**
- * Called by user_mem_abort() (L5) after kvm_pgtable_stage2_map() installed
- * [mapped.addr, + mapped.size) at vcpu.faultin.pfn: reports the rules the kernel breaks by
+ * Called by user_mem_abort() after kvm_pgtable_stage2_map() installed
+ * [fault_ipa, + vma_pagesize) at the fault's pfn (`fault.install`): reports the rules the kernel breaks by
  * doing so, each where the modelled kernel's own logic leads there:
  *
  * - memtype, cacheable over an uncached VMA: the kernel maps Normal-WB whenever its "no CMO
@@ -282,28 +281,25 @@ export function hostAuditFaultinEnd(vcpu: Vcpu, vmFlags: number): void {
  *
  * Allocates nothing unless it reports.
  */
-export function hostAuditMapped(
-  vcpu: Vcpu,
-  mapped: Readonly<S2Op>,
-  vmFlags: number,
-  isVmaCacheable: boolean,
-  s2Noncacheable: boolean,
-): void {
-  const kvm = vcpu.kvm;
+export function hostAuditMapped(kvm: Kvm, fault: S2Fault): void {
+  const mapped = fault.install;
+  const vmFlags = fault.vmFlags;
+  const isVmaCacheable = fault.isVmaCacheable;
+  const s2Noncacheable = fault.s2ForceNoncacheable;
   const pfnmapBlock = (vmFlags & VM_PFNMAP) !== 0 && mapped.size > kvm.pageSize;
   if (isVmaCacheable !== s2Noncacheable && !pfnmapBlock) return;
-  // The mapping as installed: after transparent_hugepage_adjust() the faultin hva is the
-  // faulting page's, inside the block (hva and IPA are congruent modulo the block size).
+  // The mapping as installed: the block around the faulting page's hva (hva and IPA are
+  // congruent modulo the block size).
   const ps = kvm.pageSize;
   const pfn = mapped.phys / ps;
   rep.ipa = mapped.addr;
   rep.size = mapped.size;
   rep.pfn = pfn;
   rep.pa = mapped.phys;
-  rep.hva = Math.floor(vcpu.faultin.hva / mapped.size) * mapped.size;
+  rep.hva = Math.floor(fault.hva / mapped.size) * mapped.size;
   const kernel = kvm.kernel;
   if (isVmaCacheable === s2Noncacheable) {
-    const inLinearMap = kvm.phys.pfnIsMapMemoryAt(vcpu.faultin);
+    const inLinearMap = kvm.phys.pfnIsMapMemoryOp(fault);
     if (s2Noncacheable) {
       // Which cacheable VMAs the kernel keeps cacheable over such a pfn, and whether it
       // refuses the rest (the seed's "mismatched mapping" -EINVAL).
@@ -327,14 +323,14 @@ export function hostAuditMapped(
     }
   }
   if (!pfnmapBlock) return;
-  const vma = vmaLookupReq(kvm.mm.vmas, vcpu.faultin);
+  const vma = vmaLookupOp(kvm.mm.vmas, fault);
   if (vma === undefined) return;
   const hva = rep.hva;
   if (pfn !== vma.pgoff + (hva - vma.start) / ps) {
     // Not the pfn vm_pgoff names: a copy in anonymous memory. The kernel maps a block from it
     // when the host entry already was that copy, or when fixup_user_fault() made it from an
     // absent entry; a copy made by KVM's fault from a present entry is no kernel behaviour.
-    const st = before.get(vcpu);
+    const st = before.get(fault);
     if (st === undefined || !(st.absent || st.pfn === pfn)) return;
     if (kvmCopies.get(kvm)?.get(hva) === pfn) return;
     record(kvm, REPORT_BLOCK_FROM_COPY);
@@ -349,6 +345,9 @@ export function hostAuditMapped(
  * An entry not synthesised yet is the driver's, which vm_pgoff names. One lookup per host entry;
  * allocates nothing. Returns true at the first difference.
  */
+/** blockDiffers()'s address carrier. */
+const blockAt = new HostOp();
+
 function blockDiffers(kvm: Kvm): boolean {
   const hva = rep.hva;
   const size = rep.size;
@@ -357,9 +356,10 @@ function blockDiffers(kvm: Kvm): boolean {
   const l = hookLeaf;
   const ps = kvm.pageSize;
   const end = hva + size;
+  const at = blockAt;
   for (let a = hva; a < end;) {
-    pt.reqHva = a;
-    pt.lookupReq(l);
+    at.hva = a;
+    pt.lookupOp(at, l);
     if ((l.flags & HPTE_PRESENT) !== 0) {
       if (l.pfn + (a - l.base) / ps !== pfn + (a - hva) / ps) return true;
     } else if (l.flags !== 0) {

@@ -1,12 +1,12 @@
 /**
  * The kernel behaviours s2emu models for user_mem_abort() and
- * kvm_arch_prepare_memory_region() (fault-path.md §1): what changed with the
+ * kvm_arch_prepare_memory_region() (arch/arm64/kvm/mmu.c): what changed with the
  * cacheable-PFNMAP series. The fault path reads these fields instead of
  * comparing version strings, so each difference is named where it applies.
  *
  * - '6.16': before the series.
  * - 'seed': the diff of the 19 Jun 2025 reply to the v7 4/5 review, on top of 6.16 and the
- *   series' "Block cacheable PFNMAP mapping" patch (fault-path.md §1.2, steps 1-6).
+ *   series' "Block cacheable PFNMAP mapping" patch (docs/decisions.md, "The seed model").
  * - 'v7': the archived v7 4/5 patch of 18 Jun 2025 (disable_cmo, kvm_can_use_cmo_pfn()): a
  *   different text from the seed, kept because its late -EINVAL is instructive.
  * - '6.17': as merged (kvmarm-6.17), with the page-leak fix 5f9466b50c1b of 6.17.y.

@@ -139,7 +139,7 @@ export class MemslotGenerations {
  */
 export function gfnToMemslot(set: MemslotSet, gfn: number): Memslot | undefined {
   GFN_SCRATCH.gfn = gfn;
-  return gfnToMemslotAt(set, GFN_SCRATCH);
+  return gfnToMemslotOp(set, GFN_SCRATCH);
 }
 
 const GFN_SCRATCH = { gfn: 0.5 };
@@ -149,7 +149,7 @@ const GFN_SCRATCH = { gfn: 0.5 };
  * memory at 64 TiB starts at gfn 2^34) has gfns past the small-integer range, and V8 boxes a
  * double argument at every call it does not inline.
  */
-export function gfnToMemslotAt(set: MemslotSet, at: { readonly gfn: number }): Memslot | undefined {
+export function gfnToMemslotOp(set: MemslotSet, at: { readonly gfn: number }): Memslot | undefined {
   const gfn = at.gfn;
   const v = set.slots;
   let lo = 0;

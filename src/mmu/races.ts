@@ -1,6 +1,6 @@
 /**
  * Races user_mem_abort() must survive, injected at the points where the kernel's windows are
- * (scenario-format.md, "Host events that the fault path must survive"). A race is armed for one
+ * (an access's `race` option, docs/scenario.md, "Host events"). A race is armed for one
  * access and happens on that access's first fault only; user_mem_abort() (fault.ts) calls the
  * hooks below, each behind a single `armed` test, so an unarmed fault pays one field read.
  *
@@ -24,8 +24,8 @@ import type { MemCache } from '../pgtable/pool.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
 import { newHostLeaf } from './host/hostpt.js';
 import { vmaLookup } from './host/vma.js';
+import type { S2Fault } from './fault.js';
 import type { Kvm } from './vm.js';
-import type { Vcpu } from './vcpu.js';
 
 /** No race armed. */
 export const RACE_NONE = 0;
@@ -81,20 +81,20 @@ export class FaultRaces {
   }
 
   /** Hook: after __kvm_faultin_pfn(), before kvm_fault_lock(). */
-  afterFaultin(vcpu: Vcpu): void {
+  afterFaultin(fault: S2Fault): void {
     if (this.armed !== RACE_INVALIDATE || !this.firstFault()) return;
     this.armed = RACE_NONE;
     this.fired = RACE_INVALIDATE;
     const n = this.kvm.notifier;
-    n.invalidateRangeStart(vcpu.hva, vcpu.hva + this.kvm.pageSize);
+    n.invalidateRangeStart(fault.hva, fault.hva + this.kvm.pageSize);
     n.invalidateRangeEnd();
   }
 
-  /** Hook: in transparent_hugepage_adjust(), before get_user_mapping_size() walks `vcpu.faultin.hva`. */
-  beforeUserMappingSize(vcpu: Vcpu): void {
+  /** Hook: in transparent_hugepage_adjust(), before get_user_mapping_size() walks `fault.hva`. */
+  beforeUserMappingSize(fault: S2Fault): void {
     if (this.armed !== RACE_ZAP_HOST_PTE || !this.firstFault()) return;
     const mm = this.kvm.mm;
-    const hva = vcpu.faultin.hva;
+    const hva = fault.hva;
     const vma = vmaLookup(mm.vmas, hva);
     const l = this.leaf;
     if (vma === undefined || !mm.pt.lookup(hva, l)) return;
@@ -107,17 +107,18 @@ export class FaultRaces {
   }
 
   /**
-   * Hook: under mmu_lock, before the relax or map (`relax` says which, with `prot`, and
-   * the map's `size`): the other vCPU does the same first, with its own memcache.
+   * Hook: under mmu_lock, before the relax or map (`relax` says which; the fault holds the
+   * IPA, prot, size and pfn): the other vCPU does the same first, with its own memcache.
    */
-  beforeInstall(vcpu: Vcpu, relax: boolean, prot: number, size: number): void {
+  beforeInstall(fault: S2Fault, relax: boolean): void {
     if (this.armed !== RACE_OTHER_VCPU || !this.firstFault()) return;
     this.armed = RACE_NONE;
     this.fired = RACE_OTHER_VCPU;
     const kvm = this.kvm;
     const pgt = kvm.pgt;
     const op = this.op;
-    op.addr = vcpu.ufFaultIpa;
+    const prot = fault.prot;
+    op.addr = fault.faultIpa;
     if (relax) {
       pgt.relaxPermsOp(op, prot, WALK_FLAGS);
       return;
@@ -125,8 +126,8 @@ export class FaultRaces {
     const mc = this.other!;
     mc.topup(pgt.geo.minCachePages);
     const before = mc.nobjs;
-    op.size = size;
-    op.phys = vcpu.faultin.pfn * kvm.pageSize;
+    op.size = fault.vmaPagesize;
+    op.phys = fault.pfn * kvm.pageSize;
     pgt.mapOp(op, prot, mc, WALK_FLAGS);
     kvm.stats.tablePagesAllocated += before - mc.nobjs;
   }

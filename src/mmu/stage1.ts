@@ -1,9 +1,9 @@
 /**
  * The guest's own stage-1 translation (TTBR0_EL1), as bytes in guest memory.
  *
- * The builder lays the tables out deterministically (scenario-format.md, "Stage-1 table
- * layout"): the root is the granule page at `tables`; each further table is the next free
- * granule page, allocated when a mapping first needs it, mappings in file order and each
+ * The builder lays the tables out deterministically (docs/scenario.md, "Guest stage 1"): the
+ * root is the granule page at `tables`; each further table is the next free granule page,
+ * allocated when a mapping first needs it, mappings in file order and each
  * mapping's pages in VA order. The runner writes those pages into guest memory through the
  * VMM's mapping before the first step; from then on the tables are only guest memory, and the
  * walk reads (and, for a hardware AF update, writes) them through stage 2 like any access.

@@ -6,6 +6,7 @@
  */
 
 import { errnoName } from '../pgtable/descriptor.js';
+import { EXACT_RULE, badArgument, isWhole } from '../pgtable/argcheck.js';
 import {
   ACCESS_EXEC,
   ACCESS_READ,
@@ -17,23 +18,31 @@ import {
 import type { AccessKind } from '../pgtable/hwwalk.js';
 import type { MemCache } from '../pgtable/pool.js';
 import { LeafResult } from '../pgtable/stage2.js';
-import { S2Op } from '../pgtable/op.js';
+import { DOUBLE_FIELD, S2Op } from '../pgtable/op.js';
 import { kvmHandleGuestAbort } from './abort.js';
 import { EXIT_ARM_NISV, EXIT_NONE, INJECTED_DABT, INJECTED_IABT, INJECTED_NONE } from './exits.js';
 import { fscFor, makeEsr } from './esr.js';
-import { newFaultinResult } from './host/mm.js';
+import { S2Fault } from './fault.js';
+import { HostOp } from './host/op.js';
 import { S1_DESC, S1_DONE, S1_FAULT_TRANSLATION, Stage1Walk, s1FaultFsc } from './stage1.js';
 import type { GuestStage1 } from './stage1.js';
 import { SH_ISH, combineS1S2Attrs, combinedAttr, mairText } from '../pgtable/memattr.js';
-import type { FaultinResult } from './host/mm.js';
-import { newHvaProt, type HvaProt } from './memslots.js';
 import { AccessStats } from './vm.js';
 import type { Kvm } from './vm.js';
 
 /** The vCPU's operands for the page table's get_leaf (reused: see S2Op). */
 const leafOp = new S2Op();
 
-/** Guest access kinds (scenario-format.md `access`). */
+/**
+ * The in-carrier of Vcpu.accessOp(): the address the guest accesses (the IPA with stage 1
+ * off, the VA with it). A hot caller owns one and reuses it, so that the address, usually past
+ * 2^31, is never boxed as an argument.
+ */
+export class AccessOp {
+  addr = DOUBLE_FIELD;
+}
+
+/** Guest access kinds (the scenario's `access` values, docs/scenario.md). */
 export const ACC_READ = 0;
 export const ACC_WRITE = 1;
 export const ACC_EXEC = 2;
@@ -61,7 +70,7 @@ export const ACCESS_NAMES = [
   'at',
 ] as const;
 
-/** Outcomes of an access (scenario-format.md). */
+/** Outcomes of an access (docs/scenario.md). */
 export const OUT_DONE = 0;
 export const OUT_MMIO = 1;
 export const OUT_NISV = 2;
@@ -222,8 +231,9 @@ export class AccessResult {
 }
 
 /**
- * struct kvm_vcpu: the syndrome registers of the abort being handled, the vCPU's memcache,
- * the scratch user_mem_abort() uses, and what the last exit or injection was.
+ * struct kvm_vcpu: the syndrome registers of the abort being handled (ESR, FAR, HPFAR), the
+ * vCPU's memcache, its fault object (S2Fault, reset per fault), and what the last exit or
+ * injection was.
  */
 export class Vcpu {
   readonly kvm: Kvm;
@@ -240,23 +250,20 @@ export class Vcpu {
   /** The last run() ended with a successful hardware walk (its result is the leaf). */
   private walkHit = false;
   private readonly leaf = new LeafResult();
-  /**
-   * The address of the access being run: access() sets it, or a hot caller sets it and calls
-   * accessReq() (an address argument is boxed wherever V8 does not inline the call).
-   */
-  reqAddr = 0.5;
+  /** The carrier access() fills from its argument. */
+  private readonly arg = new AccessOp();
+  /** The address of the access being run (a copy of the carrier's, for the walk loop). */
+  private addr = DOUBLE_FIELD;
+  /** The pfn carrier of the data access (the host page behind the stage-2 output address). */
+  private readonly dataPage = new HostOp();
   /** ESR_EL2 of the abort, as a signed 32-bit integer (see makeEsr; `>>> 0` for the register value). */
   esr = 0;
   /** The fault IPA from HPFAR_EL2 (the IPA's 4K page). */
-  faultIpa = 0;
+  faultIpa = DOUBLE_FIELD;
   /** FAR_EL2: the faulting address (the IPA itself with stage 1 off). */
-  far = 0;
-  /** user_mem_abort's working fault_ipa (THP adjustment moves it). */
-  ufFaultIpa = 0;
-  /** The host address of the faulting page (kvm_handle_guest_abort's hva). */
-  hva = 0;
-  readonly faultin: FaultinResult = newFaultinResult();
-  readonly hvaProt: HvaProt = newHvaProt();
+  far = DOUBLE_FIELD;
+  /** The stage-2 fault being handled (struct kvm_s2_fault): kvm_handle_guest_abort() resets and fills it. */
+  readonly fault = new S2Fault();
   /** Which path handled the last abort, and what that handler returned. */
   handler = 'none';
   handlerRet = 0;
@@ -291,17 +298,30 @@ export class Vcpu {
 
   /**
    * One guest access at `ipa` (stage 1 off): walk, fault, handle, retry. Fills `out`
-   * (which also receives this access's AccessStats). Returns the outcome.
+   * (which also receives this access's AccessStats). Returns the outcome. Throws a
+   * RangeError or TypeError naming the argument for a kind that is not an ACC_*, an address
+   * that is not a whole number below 2^53 (any the guest can name: past its spaces the
+   * hardware answers with a fault), or an `out` that is not an AccessResult
+   * (docs/decisions.md, "API boundary"); accessOp() is the unchecked form.
    */
   access(kind: number, addr: number, out: AccessResult): number {
-    // Addresses reach the large bodies through fields, not arguments (see Walker.walkRoot).
-    this.reqAddr = addr;
-    return this.accessReq(kind, out);
+    // The API boundary (argcheck.ts): a few comparisons; accessOp() is not checked.
+    if (!isWhole(kind, ACC_READ, ACC_AT))
+      badArgument('vcpu.access', 'kind', 'one of ACC_READ to ACC_AT (0 to 8)', kind);
+    if (!isWhole(addr, 0, Number.MAX_SAFE_INTEGER)) badArgument('vcpu.access', 'addr', EXACT_RULE, addr);
+    if (!(out instanceof AccessResult)) badArgument('vcpu.access', 'out', 'an AccessResult', out);
+    // Addresses reach the large bodies in a carrier, not as arguments (docs/performance.md).
+    this.arg.addr = addr;
+    return this.accessOp(kind, this.arg, out);
   }
 
-  /** access() of reqAddr. */
-  accessReq(kind: number, out: AccessResult): number {
-    const addr = this.reqAddr;
+  /**
+   * access() of `op.addr`: the form for a hot loop (the caller owns and reuses the AccessOp, so
+   * no address is boxed). Returns the outcome.
+   */
+  accessOp(kind: number, op: AccessOp, out: AccessResult): number {
+    const addr = op.addr;
+    this.addr = addr;
     const kvm = this.kvm;
     const stats = out.stats;
     stats.reset();
@@ -361,7 +381,7 @@ export class Vcpu {
   }
 
   private run(kind: number, out: AccessResult): number {
-    const addr = this.reqAddr;
+    const addr = this.addr;
     const w = this.walk;
     this.walkHit = false;
     const s1 = this.stage1;
@@ -478,8 +498,9 @@ export class Vcpu {
     const c = this.kvm.phys.contents;
     const pa = this.walk.pa;
     const ps = this.kvm.pageSize;
-    c.reqPfn = Math.floor(pa / ps);
-    c.read64Req(pa - c.reqPfn * ps);
+    const page = this.dataPage;
+    page.pfn = Math.floor(pa / ps);
+    c.read64Op(page, pa - page.pfn * ps);
     sw.descLo = c.lo;
     sw.descHi = c.hi;
   }
@@ -489,8 +510,9 @@ export class Vcpu {
     const c = this.kvm.phys.contents;
     const pa = this.walk.pa;
     const ps = this.kvm.pageSize;
-    c.reqPfn = Math.floor(pa / ps);
-    c.write64Req(pa - c.reqPfn * ps, sw.descLo, sw.descHi);
+    const page = this.dataPage;
+    page.pfn = Math.floor(pa / ps);
+    c.write64Op(page, pa - page.pfn * ps, sw.descLo, sw.descHi);
   }
 
   /**
@@ -503,24 +525,25 @@ export class Vcpu {
     const c = this.kvm.phys.contents;
     const pa = this.walk.pa;
     const ps = this.kvm.pageSize;
-    c.reqPfn = Math.floor(pa / ps);
-    const off = pa - c.reqPfn * ps;
+    const page = this.dataPage;
+    page.pfn = Math.floor(pa / ps);
+    const off = pa - page.pfn * ps;
     if (kind === ACC_DC_ZVA) {
       const bs = this.dczvaBytes;
-      c.zeroReq(off - (off % bs), bs);
+      c.zeroOp(page, off - (off % bs), bs);
       return;
     }
     const off8 = off - (off % 8);
     if (kind === ACC_WRITE || kind === ACC_ST_PREIDX) {
-      c.write64Req(off8, this.valueLo, this.valueHi);
+      c.write64Op(page, off8, this.valueLo, this.valueHi);
       return;
     }
-    c.read64Req(off8);
+    c.read64Op(page, off8);
     out.hasValue = true;
     out.valueLo = c.lo;
     out.valueHi = c.hi;
     if (kind === ACC_CAS && c.lo === this.expectLo && c.hi === this.expectHi) {
-      c.write64Req(off8, this.valueLo, this.valueHi);
+      c.write64Op(page, off8, this.valueLo, this.valueHi);
     }
   }
 

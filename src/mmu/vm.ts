@@ -5,6 +5,7 @@
  * and fault.ts; the vCPU loop in vcpu.ts.
  */
 
+import { checkKvmOptions, checkMemslotSpec } from './apicheck.js';
 import { EFAULT, EINVAL } from '../pgtable/descriptor.js';
 import type { GranuleSize } from '../pgtable/geometry.js';
 import { MemCache, newMaintenanceOp } from '../pgtable/pool.js';
@@ -31,7 +32,7 @@ import {
   MemslotGenerations,
   hvaRangeToGfns,
   gfnToMemslot,
-  gfnToMemslotAt,
+  gfnToMemslotOp,
 } from './memslots.js';
 import type { GfnRange, Memslot, MemslotSpec } from './memslots.js';
 
@@ -285,6 +286,7 @@ export class Kvm {
   private readonly notifierGfns: GfnRange = { start: 0, end: 0 };
 
   constructor(opts: KvmOptions) {
+    checkKvmOptions(opts); // the API boundary: TypeError or RangeError naming the option
     this.cpu = opts.cpu;
     this.kernel = KERNELS[opts.kernel ?? '6.17'];
     this.pageSize = opts.granule;
@@ -413,7 +415,8 @@ export class Kvm {
   // ---- memslots (arch/arm64/kvm/mmu.c) ------------------------------------------------
 
   /**
-   * kvm_arch_prepare_memory_region() for a create, move or flags-only change (§6):
+   * kvm_arch_prepare_memory_region() (arch/arm64/kvm/mmu.c) for a create, move or
+   * flags-only change:
    * the slot must lie in the IPA space; an MTE VM needs VM_MTE_ALLOWED on every VMA; a
    * VM_PFNMAP VMA refuses dirty logging and (from the series on) a cacheable mapping the
    * CPU cannot support. Returns 0 or a negative errno.
@@ -448,9 +451,11 @@ export class Kvm {
   /**
    * KVM_SET_USER_MEMORY_REGION creating a slot: the arch check, then the new memslot
    * generation; with dirty logging, the commit write-protects the slot. Returns 0 or a
-   * negative errno (the slot then does not exist).
+   * negative errno (the slot then does not exist). Throws a TypeError or RangeError naming
+   * the field for a spec the ioctl could not carry (apicheck.ts).
    */
   createMemslot(spec: MemslotSpec): number {
+    checkMemslotSpec(spec, this.pageSize); // the API boundary: TypeError or RangeError naming the field
     const r = this.kvmArchPrepareMemoryRegion(spec);
     if (r) return r;
     const ret = this.memslots.install(spec);
@@ -544,9 +549,9 @@ export class Kvm {
     return gfnToMemslot(this.memslots.current, gfn);
   }
 
-  /** gfnToMemslot() of `at.gfn` (the fault path's form: see memslots.gfnToMemslotAt). */
-  gfnToMemslotAt(at: { readonly gfn: number }): Memslot | undefined {
-    return gfnToMemslotAt(this.memslots.current, at);
+  /** gfnToMemslot() of `at.gfn` (the fault path's form: the gfn in a carrier). */
+  gfnToMemslotOp(at: { readonly gfn: number }): Memslot | undefined {
+    return gfnToMemslotOp(this.memslots.current, at);
   }
 
   /**

@@ -2,7 +2,7 @@
  * Consistency checks over a whole stage-2 table, for tests and debuggers (not the hot path).
  *
  * auditStage2() walks every table page reachable from the root and reports, in words, each
- * place where the table breaks an invariant the KVM code relies on (pgtable.md §2, §5.0):
+ * place where the table breaks an invariant the KVM code relies on (arch/arm64/kvm/hyp/pgtable.c):
  * the refcount rule (1 + counted entries), no break-before-make lock left behind, leaves
  * aligned to their size and only at levels that may hold them, nothing mapped outside the
  * IPA space, table pointers that name live pool pages exactly once, and no leaked pages.

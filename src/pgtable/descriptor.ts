@@ -1,5 +1,6 @@
 /**
- * Stage-2 descriptors (pgtable.md §2), held as two 32-bit halves.
+ * Stage-2 descriptors (arch/arm64/include/asm/kvm_pgtable.h, arch/arm64/kvm/hyp/pgtable.c;
+ * Arm ARM, VMSAv8-64 stage 2 descriptors), held as two 32-bit halves.
  *
  * A descriptor is 64 bits; the hot path never builds a BigInt. `lo` holds bits [31:0] and
  * `hi` bits [63:32], both as unsigned 32-bit numbers (use `>>> 0` after bitwise ops).

@@ -1,6 +1,6 @@
 /**
  * Stage-2 geometry: granules, levels, start level, concatenated PGD pages and VTCR_EL2
- * (pgtable.md §1).
+ * (arch/arm64/kvm/hyp/pgtable.c, kvm_get_vtcr(); arch/arm64/include/asm/stage2_pgtable.h).
  *
  * Addresses (IPA, PA, sizes) are plain JavaScript numbers: every address the architecture
  * can produce is below 2^52, and doubles are exact below 2^53, so `a - (a % size)` and
@@ -197,7 +197,7 @@ export class Geometry {
 }
 
 // ---------------------------------------------------------------------------------------
-// VTCR_EL2 (pgtable.md §1.2). Layout:
+// VTCR_EL2 (Arm ARM, VTCR_EL2; the fields KVM sets in kvm_get_vtcr()). Layout:
 //
 //   33   32  31    22 21 19  18:16  15:14 13:12  11:10  9:8   7:6   5:0
 //   SL2  DS  RES1   HD HA VS  PS     TG0   SH0    ORGN0  IRGN0 SL0   T0SZ

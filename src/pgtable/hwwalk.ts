@@ -1,6 +1,6 @@
 /**
  * The hardware view of a stage-2 table: the walk the MMU performs when a guest access misses
- * in the TLB (pgtable.md §1, §2). Unlike the KVM walker (walker.ts) it has no visitors and no
+ * in the TLB (Arm ARM, VMSAv8-64 stage 2 translation). Unlike the KVM walker (walker.ts) it has no visitors and no
  * side effects: it never sets AF, never touches refcounts and never emits events, so it can
  * run once per guest access and from a debugger alike.
  *
@@ -158,7 +158,7 @@ export type Translation =
   | { ok: false; ipa: number; fault: number; fsc: number; level: number };
 
 /**
- * The lowest level at which the architecture accepts a block descriptor (§1.1): 4K level 1
+ * The lowest level at which the architecture accepts a block descriptor: 4K level 1
  * (level 0 with DS = 1), 16K level 2 (level 1 with DS = 1), 64K level 2 (level 1 with 52-bit
  * PA). Returns the level.
  */
@@ -314,7 +314,7 @@ export class HwWalker {
   /**
    * Walks `ipa` and, on success, combines the leaf's stage-2 attributes with the stage-1
    * MAIR byte `mairAttr` and shareability `s1Sh` (default Inner) using the table's FWB state
-   * (combineS1S2Attrs, §3.4/§3.5). Cold path: allocates the result. Returns the final memory
+   * (combineS1S2Attrs). Cold path: allocates the result. Returns the final memory
    * type, or the fault.
    */
   translate(ipa: number, access: AccessKind, mairAttr: number, s1Sh: number = SH_ISH): Translation {

@@ -1,17 +1,19 @@
 /**
- * Stage-2 memory attributes and their combination with stage 1 (pgtable.md §3).
+ * Stage-2 memory attributes and their combination with stage 1 (Arm ARM: stage 2
+ * memory type attributes, and combining the stage 1 and stage 2 attributes; the values KVM
+ * writes are in arch/arm64/include/asm/memory.h).
  *
  * Pure integer code: no imports, no allocation on the cheap paths (`s2MemAttrCode`,
  * `combineS1S2Attrs`), so the hardware walk model can call it per access.
  *
- * Layout 1, stage-2 MemAttr, descriptor bits [5:2], HCR_EL2.FWB = 0 (§3.1):
+ * Layout 1, stage-2 MemAttr, descriptor bits [5:2], HCR_EL2.FWB = 0:
  *
  *   [3:2] outer   00 = Device; else 01 NC, 10 WT, 11 WB
  *   [1:0] inner   if outer = 00: Device type 00 nGnRnE, 01 nGnRE, 10 nGRE, 11 GRE
  *                 else 01 NC, 10 WT, 11 WB; 00 is reserved, except that FEAT_MTE_PERM
  *                 gives 0b0100 the meaning "NoTagAccess"
  *
- * Layout 2, stage-2 MemAttr, HCR_EL2.FWB = 1 (FEAT_S2FWB, §3.2):
+ * Layout 2, stage-2 MemAttr, HCR_EL2.FWB = 1 (FEAT_S2FWB):
  *
  *   [3]   0; 0b1110 is NoTagAccess (FEAT_MTE_PERM); any other value with bit 3 set is reserved
  *   [2:0] 0b0xx Device type xx, 0b100 reserved, 0b101 Normal NC, 0b110 force Normal WB,
@@ -41,7 +43,7 @@
  */
 
 // ---------------------------------------------------------------------------------------------
-// KVM's MemAttr values (§3.3)
+// KVM's MemAttr values (MT_S2_* and MT_S2_FWB_*, arch/arm64/include/asm/memory.h)
 // ---------------------------------------------------------------------------------------------
 
 /** MT_S2_NORMAL: Outer WB + Inner WB, no FWB. */
@@ -188,7 +190,7 @@ const S2_CODES = new Uint8Array(32);
 for (let i = 0; i < 32; i++) S2_CODES[i] = computeS2Code(i & S2_MEMATTR_MASK, i >= 16);
 
 /**
- * Decodes a stage-2 MemAttr nibble into the packed form of layout 4 (§3.1, §3.2).
+ * Decodes a stage-2 MemAttr nibble into the packed form of layout 4 (layouts 1 and 2).
  * NoTagAccess is recognised (0b0100 without FWB, 0b1110 with FWB); other unassigned values are reserved.
  * Only the low four bits of `memattr` are used.
  *
@@ -217,7 +219,7 @@ const DEVICE_NAMES: readonly DeviceTypeName[] = ['nGnRnE', 'nGnRE', 'nGRE', 'GRE
 const CACHE_NAMES: readonly CacheName[] = ['nc', 'nc', 'wt', 'wb'];
 
 /** Fields common to every decoded stage-2 MemAttr. */
-interface S2MemAttrBase {
+export interface S2MemAttrBase {
   /** The 4-bit MemAttr that was decoded. */
   memattr: number;
   /** The HCR_EL2.FWB state it was decoded under. */
@@ -240,7 +242,7 @@ function normalText(inner: string, outer: string): string {
 }
 
 /**
- * Describes a stage-2 MemAttr nibble for humans and tests (§3.1, §3.2). KVM's NORMAL reads "Normal-WB"
+ * Describes a stage-2 MemAttr nibble for humans and tests (layouts 1 and 2). KVM's NORMAL reads "Normal-WB"
  * with and without FWB (the `kind` says whether it is forced); "use stage 1" reads "Stage1".
  *
  * @returns a fresh `S2MemAttrInfo` with `kind`, the kind's details and a short `text`.
@@ -272,7 +274,8 @@ export function describeS2MemAttr(memattr: number, fwb: boolean): S2MemAttrInfo 
 }
 
 /**
- * Chooses the MemAttr KVM writes for a memory type (`KVM_S2_MEMATTR` / `PAGE_S2_MEMATTR`, §2.6, §3.3).
+ * Chooses the MemAttr KVM writes for a memory type (`KVM_S2_MEMATTR` / `PAGE_S2_MEMATTR`;
+ * stage2_set_prot_attr() in arch/arm64/kvm/hyp/pgtable.c).
  *
  * @returns MT_S2_FWB_* when `fwb`, else MT_S2_*: the NORMAL, NORMAL_NC or DEVICE_nGnRE value.
  */
@@ -288,7 +291,7 @@ export function s2MemAttrFor(type: 'normal' | 'normal-nc' | 'device', fwb: boole
 }
 
 /**
- * KVM's notion of a cacheable stage-2 mapping (`stage2_pte_cacheable`, §3.3): the MemAttr equals
+ * KVM's notion of a cacheable stage-2 mapping (`stage2_pte_cacheable`): the MemAttr equals
  * KVM's NORMAL for the FWB state. NORMAL_NC, Device and NoTagAccess are not "cacheable" here.
  * The caller checks that the descriptor is valid.
  *
@@ -315,7 +318,7 @@ export interface MairNibbleInfo {
 }
 
 /** Fields common to every decoded MAIR byte. */
-interface MairBase {
+export interface MairBase {
   /** The attribute byte that was decoded. */
   attr: number;
   /** Short text, e.g. "Normal-WB", "Normal-iWB-oNC", "Normal-WT-RA", "Device-nGnRE". */
@@ -405,16 +408,16 @@ export function mairText(mairAttr: number): string {
 /** Options for `combineS1S2Attrs`. */
 export interface CombineOptions {
   /**
-   * FWB = 1, stage-1 Device + stage-2 Device (§3.5, UNCONFIRMED): 'armarm' (default) keeps the more
+   * FWB = 1, stage-1 Device + stage-2 Device (UNCONFIRMED; docs/decisions.md): 'armarm' (default) keeps the more
    * restrictive of the two types, as the ARM ARM's FWB pseudocode does; 'qemu' takes the stage-2 type.
    */
   fwbDeviceCombine?: 'armarm' | 'qemu';
 }
 
-// Stage-2 cacheability code (CACHE_*) → MAIR nibble, with the RW-allocate non-transient hint (§3.1).
+// Stage-2 cacheability code (CACHE_*) → MAIR nibble, with the RW-allocate non-transient hint.
 const S2_CACHE_TO_NIBBLE = [0, MAIR_NIBBLE_NC, MAIR_NIBBLE_WT_RWA, MAIR_NIBBLE_WB_RWA];
 
-// FWB = 0 per-nibble rule (§3.4 step 2): NC wins, then stage-1 WT, then stage-2 WT, else stage 1.
+// FWB = 0 per-nibble rule (Normal with Normal): NC wins, then stage-1 WT, then stage-2 WT, else stage 1.
 function combineNibble(s1: number, s2: number): number {
   if (s1 === MAIR_NIBBLE_NC || s2 === MAIR_NIBBLE_NC) return MAIR_NIBBLE_NC;
   const p1 = s1 & MAIR_NIBBLE_POLICY_MASK;
@@ -423,15 +426,15 @@ function combineNibble(s1: number, s2: number): number {
   return s1;
 }
 
-// FWB force-WB per-nibble rule (§3.5): NC or 0 become WB RWA, anything else gains the WB bit.
+// FWB force-WB per-nibble rule: NC or 0 become WB RWA, anything else gains the WB bit.
 function forceWbNibble(n: number): number {
   return n === MAIR_NIBBLE_NC || n === 0 ? MAIR_NIBBLE_WB_RWA : n | MAIR_NIBBLE_WB_BIT;
 }
 
 /**
  * Combines a stage-1 MAIR byte and shareability with a stage-2 MemAttr and shareability into the
- * attributes of the final access (§3.4 for FWB = 0, after QEMU `combined_attrs_nofwb`; §3.5 for
- * FWB = 1, after `combined_attrs_fwb`; shareability and MTE handling as in `combine_cacheattrs`).
+ * attributes of the final access (the Arm ARM's combining rules; for FWB = 0 after QEMU's
+ * `combined_attrs_nofwb`, for FWB = 1 after `combined_attrs_fwb`; shareability and MTE handling as in `combine_cacheattrs`).
  *
  * - Device on either side gives the more restrictive Device type (nGnRnE > nGnRE > nGRE > GRE);
  *   with FWB only a stage-2 Device decides, see `CombineOptions.fwbDeviceCombine`.

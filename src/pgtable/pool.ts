@@ -1,6 +1,6 @@
 /**
  * Table pages, refcounts, the memcache and the mm_ops-like environment of the page-table
- * code (pgtable.md §5.0).
+ * code (struct kvm_pgtable_mm_ops, struct kvm_mmu_memory_cache; arch/arm64/kvm/mmu.c).
  *
  * Every table page is an Int32Array view of PAGE_SIZE bytes (two words per descriptor:
  * word 2i = lo, 2i + 1 = hi) carved out of large chunk buffers, with a physical address in a

@@ -1,5 +1,5 @@
 /**
- * The stage-2 page table and its operations (pgtable.md §5): init, map, set_owner, unmap,
+ * The stage-2 page table and its operations (arch/arm64/kvm/hyp/pgtable.c): init, map, set_owner, unmap,
  * relax_perms, wrprotect, mkyoung, test_clear_young, flush, split, create_unlinked,
  * free_unlinked, get_leaf and destroy, with break-before-make and the exact TLBI and
  * cache-maintenance calls of Linux v6.17's arch/arm64/kvm/hyp/pgtable.c.
@@ -43,6 +43,7 @@ import type { GranuleSize } from './geometry.js';
 import { MemCache, NULL_EVENTS, TLBI_TTL_UNKNOWN, TablePool, newMaintenanceOp } from './pool.js';
 import type { MaintenanceOp, Stage2Events } from './pool.js';
 import { DOUBLE_FIELD, S2Op } from './op.js';
+import { badArgument, checkAddr, checkBool, checkSize, isWhole } from './argcheck.js';
 import {
   KVM_PGTABLE_WALK_LEAF,
   KVM_PGTABLE_WALK_SHARED,
@@ -84,6 +85,18 @@ const FALLBACK = 1;
 /** leafFast()'s visits: the attribute walker, or get_leaf's record. */
 const FAST_ATTR = 0;
 const FAST_GET_LEAF = 1;
+
+/** Checks a prot argument: KVM_PGTABLE_PROT_* bits (R, W, X, DEVICE, NORMAL_NC, SW0-SW3). */
+function checkProt(fn: string, prot: unknown): void {
+  if (!isWhole(prot, 0, 0x1ff))
+    badArgument(fn, 'prot', 'a whole number of KVM_PGTABLE_PROT_* bits, 0 to 0x1ff', prot);
+}
+
+/** Checks a walk-flags argument: KVM_PGTABLE_WALK_* bits. */
+function checkWalkFlags(fn: string, flags: unknown): void {
+  if (!isWhole(flags, 0, 0x7f))
+    badArgument(fn, 'flags', 'a whole number of KVM_PGTABLE_WALK_* bits, 0 to 0x7f', flags);
+}
 
 /** Options of a stage-2 table (what kvm_init_stage2_mmu and the CPU decide). */
 export interface Stage2Options {
@@ -150,6 +163,14 @@ export class LeafResult {
 /**
  * struct kvm_pgtable for stage 2, with the operations of pgtable.c as methods
  * (kvm_pgtable_stage2_map → map, and so on).
+ *
+ * The argument-taking operations (map, unmap, relaxPerms, wrprotect, mkyoung, testClearYoung,
+ * flush, split, getLeaf) check their arguments first (argcheck.ts): an address must be a whole
+ * number below 2^52 (map's phys too: the kernel keeps its page frame), a size from 1 to 2^52,
+ * a prot KVM_PGTABLE_PROT_* bits; anything else throws a RangeError (a TypeError for a value of the
+ * wrong type) naming the argument. What the kernel decides stays a return value: −ERANGE
+ * past the table's IPA space, −EINVAL for a bad prot combination. The `...Op` forms are not
+ * checked: they are the hot path's, and the replay's (which passes the kernel any u64).
  */
 export class Stage2PageTable {
   readonly geo: Geometry;
@@ -258,7 +279,7 @@ export class Stage2PageTable {
     };
   }
 
-  // ---- common machinery (pgtable.md §5.0) ----------------------------------------------
+  // ---- common machinery (stage2_try_break_pte(), stage2_make_pte(), the mm_ops) --------
 
   /**
    * kvm_tlb_flush_vmid_range(): without FEAT_TLBIRANGE the whole VMID; otherwise range
@@ -346,7 +367,7 @@ export class Stage2PageTable {
     return this.pool.pageOfTable(this.layout, lo, hi);
   }
 
-  // ---- map (§5.2) -----------------------------------------------------------------------
+  // ---- map (kvm_pgtable_stage2_map()) ---------------------------------------------------
 
   /**
    * stage2_leaf_mapping_allowed() / kvm_block_mapping_supported(): a leaf fits here when
@@ -458,6 +479,13 @@ export class Stage2PageTable {
    * (bad prot, IDMAP mismatch), −ENOMEM, −ERANGE, or −EAGAIN with HANDLE_FAULT.
    */
   map(addr: number, size: number, phys: number, prot: number, mc: MemCache | null, flags = 0): number {
+    checkAddr('pgt.map', 'addr', addr);
+    checkSize('pgt.map', 'size', size);
+    // Any whole phys: the kernel takes its page frame (kvm_phys_to_pte() drops the low bits).
+    checkAddr('pgt.map', 'phys', phys);
+    checkProt('pgt.map', prot);
+    if (mc !== null && !(mc instanceof MemCache)) badArgument('pgt.map', 'mc', 'a MemCache or null', mc);
+    checkWalkFlags('pgt.map', flags);
     // The numbers go into an operand object: see Walker.walkRoot (no heap numbers per call).
     const o = this.args;
     o.addr = addr;
@@ -670,7 +698,7 @@ export class Stage2PageTable {
     );
   }
 
-  // ---- unmap (§5.4) ---------------------------------------------------------------------
+  // ---- unmap (kvm_pgtable_stage2_unmap()) -----------------------------------------------
 
   /** stage2_unmap_defer_tlb_flush(): one range TLBI at the end with TLBIRANGE and FWB. */
   private unmapDeferTlbFlush(): boolean {
@@ -729,6 +757,8 @@ export class Stage2PageTable {
    * split) and frees tables left empty. Returns 0 or a walk error (−ERANGE).
    */
   unmap(addr: number, size: number): number {
+    checkAddr('pgt.unmap', 'addr', addr);
+    checkSize('pgt.unmap', 'size', size);
     const o = this.args;
     o.addr = addr;
     o.size = size;
@@ -804,7 +834,7 @@ export class Stage2PageTable {
     return walkContinue(flags, ret) ? 0 : ret;
   }
 
-  // ---- attribute updates (§5.5) ---------------------------------------------------------
+  // ---- attribute updates (stage2_update_leaf_attrs()) -----------------------------------
 
   /** stage2_attr_walker(): new = (old & ~clr) | set on each valid leaf. */
   private stage2AttrWalker(ctx: WalkCtx): number {
@@ -875,10 +905,17 @@ export class Stage2PageTable {
    * caller flushes). Returns 0 or a walk error.
    */
   wrprotect(addr: number, size: number): number {
+    checkAddr('pgt.wrprotect', 'addr', addr);
+    checkSize('pgt.wrprotect', 'size', size);
     const o = this.args;
     o.addr = addr;
     o.size = size;
-    return this.updateLeafAttrs(o, false, 0, 0, KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, 0, 0);
+    return this.wrprotectOp(o);
+  }
+
+  /** wrprotect() of [op.addr, op.addr + op.size); `op` is only read, during the call. */
+  wrprotectOp(op: S2Op): number {
+    return this.updateLeafAttrs(op, false, 0, 0, KVM_PTE_LEAF_ATTR_LO_S2_S2AP_W, 0, 0);
   }
 
   /**
@@ -886,6 +923,8 @@ export class Stage2PageTable {
    * path). Void in v6.17; the walk result is returned here for callers that want it.
    */
   mkyoung(addr: number, flags = 0): number {
+    checkAddr('pgt.mkyoung', 'addr', addr);
+    checkWalkFlags('pgt.mkyoung', flags);
     const o = this.args;
     o.addr = addr;
     return this.mkyoungOp(o, flags);
@@ -902,6 +941,9 @@ export class Stage2PageTable {
    * then the uninitialised local: 0). Returns 0, −EINVAL (software bits) or −EAGAIN.
    */
   relaxPerms(addr: number, prot: number, flags = 0): number {
+    checkAddr('pgt.relaxPerms', 'addr', addr);
+    checkProt('pgt.relaxPerms', prot);
+    checkWalkFlags('pgt.relaxPerms', flags);
     const o = this.args;
     o.addr = addr;
     return this.relaxPermsOp(o, prot, flags);
@@ -931,7 +973,7 @@ export class Stage2PageTable {
     return this.attrData.level;
   }
 
-  // ---- young (§5.6) ---------------------------------------------------------------------
+  // ---- young (kvm_pgtable_stage2_test_clear_young()) ------------------------------------
 
   /** stage2_age_walker(): reports (and with mkold clears) AF on valid leaves. */
   private stage2AgeWalker(ctx: WalkCtx): number {
@@ -949,13 +991,24 @@ export class Stage2PageTable {
    * with `mkold`, clears it. No TLBI (the MMU notifier's caller flushes). Returns the test.
    */
   testClearYoung(addr: number, size: number, mkold: boolean): boolean {
+    checkAddr('pgt.testClearYoung', 'addr', addr);
+    checkSize('pgt.testClearYoung', 'size', size);
+    checkBool('pgt.testClearYoung', 'mkold', mkold);
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    return this.testClearYoungOp(o, mkold);
+  }
+
+  /** testClearYoung() of [op.addr, op.addr + op.size); `op` is only read, during the call. */
+  testClearYoungOp(op: S2Op, mkold: boolean): boolean {
     this.young = false;
     this.mkoldFlag = mkold;
-    this.walker.walkRoot(this.pgd, addr, size, this.ageVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    this.walker.walkRoot(this.pgd, op.addr, op.size, this.ageVisitor, null, KVM_PGTABLE_WALK_LEAF);
     return this.young;
   }
 
-  // ---- flush (§5.7) ---------------------------------------------------------------------
+  // ---- flush (kvm_pgtable_stage2_flush()) -----------------------------------------------
 
   /** stage2_flush_walker(): D-cache clean to PoC of each cacheable leaf. */
   private stage2FlushWalker(ctx: WalkCtx): number {
@@ -972,11 +1025,21 @@ export class Stage2PageTable {
    * at once (the guest cannot make its memory non-cacheable). Returns 0 or a walk error.
    */
   flush(addr: number, size: number): number {
-    if (this.fwb) return 0;
-    return this.walker.walkRoot(this.pgd, addr, size, this.flushVisitor, null, KVM_PGTABLE_WALK_LEAF);
+    checkAddr('pgt.flush', 'addr', addr);
+    checkSize('pgt.flush', 'size', size);
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    return this.flushOp(o);
   }
 
-  // ---- unlinked tables and split (§5.8, §5.9) ----------------------------------------------
+  /** flush() of [op.addr, op.addr + op.size); `op` is only read, during the call. */
+  flushOp(op: S2Op): number {
+    if (this.fwb) return 0;
+    return this.walker.walkRoot(this.pgd, op.addr, op.size, this.flushVisitor, null, KVM_PGTABLE_WALK_LEAF);
+  }
+
+  // ---- unlinked tables and split (kvm_pgtable_stage2_create_unlinked(), ..._split()) ----
 
   /** stage2_free_walker() (v6.17): drops every counted entry's reference, freeing children. */
   private stage2FreeWalker(ctx: WalkCtx): number {
@@ -1078,10 +1141,21 @@ export class Stage2PageTable {
    * block's R/W/X and software bits. Returns 0, −ENOMEM (cache too small) or −EINVAL.
    */
   split(addr: number, size: number, mc: MemCache): number {
-    return this.walker.walkRoot(this.pgd, addr, size, this.splitVisitor, mc, KVM_PGTABLE_WALK_LEAF);
+    checkAddr('pgt.split', 'addr', addr);
+    checkSize('pgt.split', 'size', size);
+    if (!(mc instanceof MemCache)) badArgument('pgt.split', 'mc', 'a MemCache', mc);
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    return this.splitOp(o, mc);
   }
 
-  // ---- lookup and teardown (§4, §5.11) ----------------------------------------------------
+  /** split() of [op.addr, op.addr + op.size); `op` is only read, during the call. */
+  splitOp(op: S2Op, mc: MemCache): number {
+    return this.walker.walkRoot(this.pgd, op.addr, op.size, this.splitVisitor, mc, KVM_PGTABLE_WALK_LEAF);
+  }
+
+  // ---- lookup and teardown (kvm_pgtable_get_leaf(), kvm_pgtable_stage2_destroy()) -------
 
   /**
    * kvm_pgtable_get_leaf(): the entry covering `addr` and its level, into `out` (a reused
@@ -1089,6 +1163,8 @@ export class Stage2PageTable {
    * address gives lo = hi = 0 at the level where the hole was found.
    */
   getLeaf(addr: number, out: LeafResult = this.leafResult): number {
+    checkAddr('pgt.getLeaf', 'addr', addr);
+    if (!(out instanceof LeafResult)) badArgument('pgt.getLeaf', 'out', 'a LeafResult', out);
     const o = this.args;
     o.addr = addr;
     return this.getLeafOp(o, out);

@@ -1,5 +1,5 @@
 /**
- * The one generic walker (kvm_pgtable_walk, pgtable.md §4). It owns address stepping, index
+ * The one generic walker (kvm_pgtable_walk(), arch/arm64/kvm/hyp/pgtable.c). It owns address stepping, index
  * computation, recursion by level, the re-read of an entry after a callback (so a walk
  * descends into a table a LEAF visitor just installed) and the EAGAIN policy. Operations are
  * small visitors (stage2.ts) that receive one borrowed context object.

@@ -1,5 +1,5 @@
 /**
- * The replay format (replay-format.md): page-table operations in, side effects and dumps out,
+ * The replay format (docs/replay.md): page-table operations in, side effects and dumps out,
  * line for line. The whole input is parsed and checked before anything runs, so a bad line
  * leaves nothing half-done.
  */
@@ -7,6 +7,7 @@
 import { errnoName, hex64, hexAddr, parseProt } from '../pgtable/descriptor.js';
 import type { GranuleSize } from '../pgtable/geometry.js';
 import { MemCache, TLBI_TTL_UNKNOWN } from '../pgtable/pool.js';
+import { S2Op } from '../pgtable/op.js';
 import type { MaintenanceOp, Stage2Events } from '../pgtable/pool.js';
 import { Stage2PageTable } from '../pgtable/stage2.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
@@ -53,19 +54,32 @@ export class ReplayError extends Error {
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
+/** A field of the script for a message: quoted, and cut short when long (never the whole of a huge field). */
+function q(text: string): string {
+  return `'${text.length > 40 ? `${text.slice(0, 40)}...` : text}'`;
+}
+
 /** Parses a replay number (hex with 0x, or decimal). Returns it, or throws ReplayError. */
 function parseNum(text: string, line: number, what: string): number {
-  let v: bigint;
-  if (/^0x[0-9a-fA-F]+$/.test(text) || /^[0-9]+$/.test(text)) v = BigInt(text);
-  else throw new ReplayError(line, `${what}: expected a number (hex with 0x, or decimal), got '${text}'`);
-  if (v > BigInt(MAX_SAFE))
-    throw new ReplayError(line, `${what}: ${text} is beyond 2^53 and cannot be an address here`);
-  return Number(v);
+  const hex = /^0x[0-9a-fA-F]+$/.test(text);
+  if (!hex && !/^[0-9]+$/.test(text))
+    throw new ReplayError(line, `${what}: expected a number (hex with 0x, or decimal), got ${q(text)}`);
+  // Past 20 significant digits it is past 2^53 whatever the base: no BigInt of a huge field.
+  const digits = (hex ? text.slice(2) : text).replace(/^0+(?=.)/, '');
+  if (digits.length > 20 || BigInt(hex ? `0x${digits}` : digits) > BigInt(MAX_SAFE))
+    throw new ReplayError(line, `${what}: ${q(text)} is beyond 2^53 and cannot be an address here`);
+  return Number(BigInt(hex ? `0x${digits}` : digits));
 }
 
 function parseProtArg(text: string, line: number): number {
   const p = parseProt(text);
-  if (typeof p === 'string') throw new ReplayError(line, `PROT: ${p}`);
+  if (typeof p === 'string')
+    throw new ReplayError(
+      line,
+      text.length <= 40
+        ? `PROT: ${p}`
+        : `PROT: ${q(text)} is not R, W, X, DEVICE, NORMAL_NC, SW0..SW3 or NONE joined by |`,
+    );
   return p;
 }
 
@@ -97,15 +111,15 @@ function parseInit(fields: string[], line: number): ReplayOp {
   const kv = new Map<string, string>();
   for (const f of fields.slice(1)) {
     const eq = f.indexOf('=');
-    if (eq <= 0) throw new ReplayError(line, `init: expected key=value, got '${f}'`);
+    if (eq <= 0) throw new ReplayError(line, `init: expected key=value, got ${q(f)}`);
     const k = f.slice(0, eq);
     if (!['ipa_bits', 'granule', 'fwb', 'start_level', 'tlbi_range', 'lpa2'].includes(k)) {
       throw new ReplayError(
         line,
-        `init: unknown key '${k}' (expected ipa_bits, granule, fwb, start_level, tlbi_range, lpa2)`,
+        `init: unknown key ${q(k)} (expected ipa_bits, granule, fwb, start_level, tlbi_range, lpa2)`,
       );
     }
-    if (kv.has(k)) throw new ReplayError(line, `init: '${k}' given twice`);
+    if (kv.has(k)) throw new ReplayError(line, `init: ${q(k)} given twice`);
     kv.set(k, f.slice(eq + 1));
   }
   for (const k of ['ipa_bits', 'granule', 'fwb']) {
@@ -116,11 +130,11 @@ function parseInit(fields: string[], line: number): ReplayOp {
     throw new ReplayError(line, `ipa_bits: expected 32 to 52, got ${ipaBits}`);
   const g = kv.get('granule')!;
   const granule = g === '4K' ? 4096 : g === '16K' ? 16384 : g === '64K' ? 65536 : 0;
-  if (granule === 0) throw new ReplayError(line, `granule: expected 4K, 16K or 64K, got '${g}'`);
+  if (granule === 0) throw new ReplayError(line, `granule: expected 4K, 16K or 64K, got ${q(g)}`);
   const bool = (k: string, dflt: boolean): boolean => {
     const v = kv.get(k);
     if (v === undefined) return dflt;
-    if (v !== '0' && v !== '1') throw new ReplayError(line, `${k}: expected 0 or 1, got '${v}'`);
+    if (v !== '0' && v !== '1') throw new ReplayError(line, `${k}: expected 0 or 1, got ${q(v)}`);
     return v === '1';
   };
   const op: ReplayOp = {
@@ -136,7 +150,7 @@ function parseInit(fields: string[], line: number): ReplayOp {
   const sl = kv.get('start_level');
   if (sl !== undefined) {
     if (!/^-?[0-3]$/.test(sl) || sl === '-0' || Number(sl) < -1) {
-      throw new ReplayError(line, `start_level: expected -1 to 3, got '${sl}'`);
+      throw new ReplayError(line, `start_level: expected -1 to 3, got ${q(sl)}`);
     }
     op.startLevel = Number(sl);
   }
@@ -168,7 +182,7 @@ export function parseReplay(text: string): ReplayOp[] {
     if (arity === undefined) {
       throw new ReplayError(
         line,
-        `unknown operation '${word}' (expected init, map, unmap, relax, wrprotect, mkyoung, mkold, flush, split, dump)`,
+        `unknown operation ${q(word)} (expected init, map, unmap, relax, wrprotect, mkyoung, mkold, flush, split, dump)`,
       );
     }
     if (fields.length - 1 !== arity) {
@@ -261,6 +275,9 @@ export function runReplay(
   const events = new PrintingEvents(out);
   let pgt: Stage2PageTable | null = null;
   let mc: MemCache | null = null;
+  // The unchecked `...Op` forms: a replay hands the kernel's functions any u64 below 2^53
+  // (a zero size, an address past 2^52), and their result is part of the output.
+  const o = new S2Op();
   for (const op of ops) {
     if (op.op === 'init') {
       pgt = new Stage2PageTable({
@@ -279,33 +296,38 @@ export function runReplay(
     }
     if (pgt === null || mc === null) throw new ReplayError(op.line, `${op.op} before any init`);
     let ret: number;
+    if (op.op !== 'dump') {
+      o.addr = op.ipa;
+      o.size = 'size' in op ? op.size : 1;
+      o.phys = op.op === 'map' ? op.pa : 0;
+    }
     switch (op.op) {
       case 'map':
-        ret = pgt.map(op.ipa, op.size, op.pa, op.prot, mc, 0);
+        ret = pgt.mapOp(o, op.prot, mc, 0);
         break;
       case 'unmap':
-        ret = pgt.unmap(op.ipa, op.size);
+        ret = pgt.unmapOp(o);
         break;
       case 'relax':
         // The fault path's flags: HANDLE_FAULT | SHARED.
-        ret = pgt.relaxPerms(op.ipa, op.prot, KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED);
+        ret = pgt.relaxPermsOp(o, op.prot, KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED);
         break;
       case 'wrprotect':
-        ret = pgt.wrprotect(op.ipa, op.size);
+        ret = pgt.wrprotectOp(o);
         break;
       case 'mkyoung':
-        pgt.mkyoung(op.ipa, KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED);
+        pgt.mkyoungOp(o, KVM_PGTABLE_WALK_HANDLE_FAULT | KVM_PGTABLE_WALK_SHARED);
         ret = 0;
         break;
       case 'mkold':
-        pgt.testClearYoung(op.ipa, op.size, true);
+        pgt.testClearYoungOp(o, true);
         ret = 0;
         break;
       case 'flush':
-        ret = pgt.flush(op.ipa, op.size);
+        ret = pgt.flushOp(o);
         break;
       case 'split':
-        ret = pgt.split(op.ipa, op.size, mc);
+        ret = pgt.splitOp(o, mc);
         break;
       case 'dump':
         dumpTable(pgt, out);

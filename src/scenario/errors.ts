@@ -1,9 +1,9 @@
 /**
  * Scenario errors: the error type, key paths, and every message the scenario parser reports.
  *
- * scenario-format.md: a rejected scenario gets "a message that names the key path
- * (`vmas[2].backing: expected one of ...`), never a stack trace". Each issue is one problem at one
- * path; a ScenarioError carries all of them, so a user fixes a file in one pass.
+ * A rejected scenario gets a message that names the key path (`vmas[2].backing: expected one
+ * of ...`), never a stack trace (docs/scenario.md). Each issue is one problem at one path; a
+ * ScenarioError carries all of them, so a user fixes a file in one pass.
  */
 
 import { STEP_KINDS } from './types.js';
@@ -101,6 +101,9 @@ export function suggest(word: string, options: readonly string[]): string | unde
   let best: string | undefined;
   let bestDistance = word.length < 5 ? 1 : 2;
   for (const option of options) {
+    // The distance is at least the difference in length: no table for a word far longer (a
+    // huge key in a hostile file would cost time and memory in proportion to its length).
+    if (Math.abs(option.length - word.length) > bestDistance) continue;
     const d = option.toLowerCase() === word.toLowerCase() ? 0 : distance(word, option);
     if (d <= bestDistance && (best === undefined || d < bestDistance)) {
       best = option;
@@ -266,6 +269,9 @@ export const M = {
   stage1TablesOutsideMemslots: (ipa: number, n: number): string =>
     `the stage-1 builder needs ${n} table page(s) from "tables"; the one at ${formatHex(ipa)} lies in no memslot`,
   dczvaBytes: 'DCZID_EL0.BS: a power of two from 4 to 2048 bytes',
+  stage1TooLarge: (limit: number): string =>
+    `the mappings need more than ${limit} page and block descriptors, which the VMM writes one by one ` +
+    'before the run; map fewer pages, or larger aligned ranges with "blocks": true',
 
   // JSON text.
   jsonSyntax: (detail: string): string => `invalid JSON: ${detail}`,

@@ -1,5 +1,5 @@
 /**
- * Scenario validation (scenario-format.md): from the JSON value of a scenario file to a Scenario
+ * Scenario validation (docs/scenario.md): from the JSON value of a scenario file to a Scenario
  * with every default applied.
  *
  * All checking happens here, before anything runs. The checker never stops at the first problem:
@@ -67,7 +67,7 @@ import type {
 import { tryParseValue, VALUE_LIMIT } from './values.js';
 import { NO_CPU_FEATURES, kvmIpaLimitBits, kvmLpa2IsEnabled } from '../mmu/cpu.js';
 import { indexPath, keyPath, M, parentPath, ScenarioError } from './errors.js';
-import { GuestStage1 as Stage1Builder } from '../mmu/stage1.js';
+import { GuestStage1 as Stage1Builder, stage1StartLevel } from '../mmu/stage1.js';
 import type { ScenarioIssue } from './errors.js';
 
 /**
@@ -95,21 +95,22 @@ export function parseScenarioText(text: string): Scenario {
   try {
     input = JSON.parse(source);
   } catch (e) {
-    const scan = scanJson(source);
+    const scan = scanJson(source, false);
     if (scan.ok) throw new ScenarioError([{ path: '', message: M.jsonSyntax((e as Error).message) }]);
     throw new ScenarioError([
-      { path: '', message: M.jsonSyntax(scan.message), ...lineColumn(source, scan.offset) },
+      { path: '', message: M.jsonSyntax(scan.message), ...lineColumns(source)(scan.offset) },
     ]);
   }
-  const scan = scanJson(source);
+  const scan = scanJson(source, true);
   const { scenario, issues } = check(input);
   const all: ScenarioIssue[] = [];
+  const lineColumn = lineColumns(source);
   if (scan.ok) {
     for (const d of scan.duplicates)
-      all.push({ path: d.path, message: M.duplicateKey, ...lineColumn(source, d.offset) });
+      all.push({ path: d.path, message: M.duplicateKey, ...lineColumn(d.offset) });
     for (const issue of issues) {
       const offset = findOffset(scan.positions, issue.path);
-      all.push(offset === undefined ? issue : { ...issue, ...lineColumn(source, offset) });
+      all.push(offset === undefined ? issue : { ...issue, ...lineColumn(offset) });
     }
     // Stable sort into file order; issues about the whole file (no position) stay first.
     all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
@@ -534,19 +535,23 @@ function readVmas(
   const list = c.array(v, 'vmas');
   if (list === undefined) return undefined;
   const out: (Vma | undefined)[] = [];
-  const names: string[] = [];
+  /** The index of the first VMA of each name. */
+  const names = new Map<string, number>();
   list.forEach((item, i) => {
     const path = indexPath('vmas', i);
     const vma = readVma(ctx, item, path, physical);
     const name = isObject(item) && typeof item.name === 'string' ? item.name : undefined;
     if (name !== undefined) {
-      const first = names.indexOf(name);
-      if (first >= 0) c.report(`${path}.name`, M.duplicateVmaName(name, indexPath('vmas', first)));
-      else ctx.vmaNames.set(name, vma);
-      names.push(name);
+      const first = names.get(name);
+      if (first !== undefined) c.report(`${path}.name`, M.duplicateVmaName(name, indexPath('vmas', first)));
+      else {
+        ctx.vmaNames.set(name, vma);
+        names.set(name, i);
+      }
     }
     if (vma !== undefined) {
-      out.forEach((other, j) => {
+      // The first overlap only: n copies of one VMA are n issues, not n^2.
+      out.some((other, j) => {
         if (
           other !== undefined &&
           vma.start < other.start + other.size &&
@@ -562,7 +567,9 @@ function readVmas(
               other.start + other.size,
             ),
           );
+          return true;
         }
+        return false;
       });
     }
     out.push(vma);
@@ -781,6 +788,8 @@ class SlotTracker {
     let ok = true;
     if (range !== undefined) {
       for (const [otherId, other] of this.live) {
+        // The first overlap only: n copies of one slot are n issues, not n^2.
+        if (!ok) break;
         if (other.range !== undefined && range.gpa < other.range.end && other.range.gpa < range.end) {
           c.report(
             origin,
@@ -975,11 +984,14 @@ function readGuest(
     }
     const vaEnd = c.end(va, size, path, vaLimit, M.stage1VaSpace(vaBits ?? 48));
     if (va !== undefined && vaEnd !== undefined) {
-      ranges.forEach((other, j) => {
+      // The first overlap only: n copies of one mapping are n issues, not n^2.
+      ranges.some((other, j) => {
         if (other !== undefined && va < other.end && other.va < vaEnd) {
           c.report(path, M.overlaps(va, vaEnd, indexPath('mappings', j), other.va, other.end));
           mOk = false;
+          return true;
         }
+        return false;
       });
     } else mOk = false;
     ranges.push(va !== undefined && vaEnd !== undefined ? { va, end: vaEnd } : undefined);
@@ -1008,6 +1020,13 @@ function readGuest(
       })
     : undefined;
   if (stage1 === undefined) return undefined;
+  // The builder writes every descriptor: a mapping of a terabyte in pages would take minutes
+  // and gigabytes before any other check could refuse it.
+  const leaves = stage1Leaves(stage1, MAX_STAGE1_LEAVES);
+  if (leaves > MAX_STAGE1_LEAVES) {
+    c.report(`${p}.mappings`, M.stage1TooLarge(MAX_STAGE1_LEAVES));
+    return undefined;
+  }
   // The builder's layout is deterministic: every table page it will allocate must be guest
   // memory (a memslot), or the VMM could not write it there.
   if (memslots !== undefined) {
@@ -1019,6 +1038,57 @@ function readGuest(
     }
   }
   return { stage1 };
+}
+
+/** The most leaf descriptors a guest stage 1 may need (2^20: 4 GiB in 4K pages, or far more with blocks). */
+const MAX_STAGE1_LEAVES = 2 ** 20;
+
+/**
+ * The leaf descriptors the stage-1 builder writes for `g`, counted as it chooses them (a block
+ * where `blocks` allows one and the range is aligned, else a page), stopping once past `limit`.
+ */
+function stage1Leaves(g: GuestStage1, limit: number): number {
+  const granule = GRANULE_BYTES[g.granule];
+  const shift = Math.log2(granule);
+  const size = (level: number): number => 2 ** ((shift - 3) * (3 - level) + shift);
+  const start = stage1StartLevel(granule, g.vaBits ?? 48);
+  const blockLevels = (shift === 12 ? [1, 2] : [2]).filter((l) => l >= start);
+  let n = 0;
+  for (const m of g.mappings) {
+    if (!('ipa' in m)) {
+      n++;
+      continue;
+    }
+    let va = m.va;
+    let ipa = m.ipa;
+    const end = m.va + m.size;
+    while (va < end && n <= limit) {
+      let step = granule;
+      if (g.blocks === true) {
+        for (const l of blockLevels) {
+          const b = size(l);
+          if (va % b === 0 && ipa % b === 0 && end - va >= b) {
+            step = b;
+            break;
+          }
+        }
+      }
+      // Pages until the next block boundary come in one go.
+      if (step === granule) {
+        const next = g.blocks === true ? Math.min(end, (Math.floor(va / size(2)) + 1) * size(2)) : end;
+        const pages = Math.max(1, Math.floor((next - va) / granule));
+        n += pages;
+        va += pages * granule;
+        ipa += pages * granule;
+      } else {
+        n++;
+        va += step;
+        ipa += step;
+      }
+    }
+    if (n > limit) break;
+  }
+  return n;
 }
 
 /** The stage-1 builder (src/mmu/stage1.ts) for a validated guest stage 1. Returns it, tables built. */
@@ -1501,7 +1571,7 @@ function allDefined<T>(list: readonly (T | undefined)[]): readonly T[] | undefin
 type JsonScan =
   | {
       readonly ok: true;
-      /** Offset of each member's key, or of each array element, by key path. */
+      /** Offset of each member's key, or of each array element, by key path; the root value's under "". */
       readonly positions: ReadonlyMap<string, number>;
       readonly duplicates: readonly { readonly path: string; readonly offset: number }[];
     }
@@ -1520,7 +1590,11 @@ class JsonSyntax {
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 const MAX_DEPTH = 512;
 
-function scanJson(text: string): JsonScan {
+/**
+ * Scans JSON text for key positions and duplicate keys (`valid`: JSON.parse accepted it, so
+ * values nested past MAX_DEPTH are skipped, not refused), or for where a syntax error is.
+ */
+function scanJson(text: string, valid: boolean): JsonScan {
   const positions = new Map<string, number>();
   const duplicates: { path: string; offset: number }[] = [];
   let i = 0;
@@ -1550,8 +1624,33 @@ function scanJson(text: string): JsonScan {
       } else i++;
     }
   };
+  /**
+   * Skips a value nested past MAX_DEPTH, without recursion and without recording positions
+   * (issues inside it are placed at its nearest recorded ancestor). Only for text JSON.parse
+   * has accepted.
+   */
+  const skipDeep = (): void => {
+    let nesting = 0;
+    do {
+      skipSpace();
+      const ch = text[i];
+      if (ch === undefined) return;
+      if (ch === '"') string();
+      else if (ch === '{' || ch === '[') {
+        nesting++;
+        i++;
+      } else if (ch === '}' || ch === ']') {
+        nesting--;
+        i++;
+      } else if (ch === ',' || ch === ':') i++;
+      else while (i < text.length && !',:]} \t\n\r'.includes(text[i]!)) i++;
+    } while (nesting > 0);
+  };
   const value = (path: string, depth: number): void => {
-    if (depth > MAX_DEPTH) throw new JsonSyntax(i, M.jsonDepth);
+    if (depth > MAX_DEPTH) {
+      if (!valid) throw new JsonSyntax(i, M.jsonDepth);
+      return skipDeep();
+    }
     skipSpace();
     const ch = text[i];
     if (ch === '{') {
@@ -1602,6 +1701,8 @@ function scanJson(text: string): JsonScan {
   };
 
   try {
+    skipSpace();
+    positions.set('', i);
     value('', 0);
     skipSpace();
     if (i < text.length) fail('the end of the text');
@@ -1612,22 +1713,36 @@ function scanJson(text: string): JsonScan {
   }
 }
 
-/** The 1-based line and column (in UTF-16 code units) of `offset`. */
-function lineColumn(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let at = text.indexOf('\n'); at !== -1 && at < offset; at = text.indexOf('\n', at + 1)) {
-    line++;
-    lineStart = at + 1;
-  }
-  return { line, column: offset - lineStart + 1 };
+/**
+ * The 1-based line and column (in UTF-16 code units) of an offset in `text`: a function that
+ * finds it by binary search over the line starts, found once (each issue of thousands would
+ * otherwise scan the file from its start).
+ */
+function lineColumns(text: string): (offset: number) => { line: number; column: number } {
+  const starts = [0];
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) starts.push(at + 1);
+  return (offset) => {
+    // The last line start at or before offset.
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: offset - starts[lo]! + 1 };
+  };
 }
 
-/** The offset of `path`, or of its nearest ancestor that has one (a missing key points at its object). */
+/**
+ * The offset of `path`, or of its nearest ancestor that has one (a missing key points at its
+ * object; the root value's offset is under `""`).
+ */
 function findOffset(positions: ReadonlyMap<string, number>, path: string): number | undefined {
   for (let p = path; p !== ''; p = parentPath(p)) {
     const offset = positions.get(p);
     if (offset !== undefined) return offset;
   }
-  return undefined;
+  // A missing top-level key, or the file as a whole: where the root value starts.
+  return positions.get('');
 }

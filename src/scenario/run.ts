@@ -1,7 +1,7 @@
 /**
  * Runs a validated scenario: builds the host (physical memory, VMAs), the VM and its
  * memslots, then the steps, reporting each access, each refused memslot and each dirty-log
- * harvest to a sink, and a summary at the end (scenario-format.md, Output).
+ * harvest to a sink, and a summary at the end (docs/scenario.md).
  */
 
 import { hex64 } from '../pgtable/descriptor.js';
@@ -114,7 +114,7 @@ export interface RunSummary {
   tlbi: number;
   dirtyPages: number;
   diagnostics: string[];
-  /** Outcomes by name (not in the spec's minimum; useful in reports). */
+  /** Outcomes by name (an s2emu addition, useful in reports). */
   outcomes: Record<string, number>;
   /** Access-flag faults handled. */
   mkyoungs: number;
@@ -422,7 +422,7 @@ export class ScenarioRunner {
       this.storeMmioWrite(r);
     const extra: AccessExtra = {
       uffdEvents: this.uffdRegistered ? log.since(0) : null,
-      sigbusAddr: r.outcome === OUT_SIGBUS ? this.vcpu.hva : 0,
+      sigbusAddr: r.outcome === OUT_SIGBUS ? this.vcpu.fault.hva : 0,
     };
     const s = this.summary;
     s.accesses++;
@@ -606,7 +606,7 @@ export class ScenarioRunner {
   }
 
   /**
-   * Set-up after the memslots (scenario-format.md, "Guest memory has contents"): the VMM writes
+   * Set-up after the memslots (docs/scenario.md, "Guest memory, values, and stage 1 in the output"): the VMM writes
    * the guest's stage-1 tables into guest memory, then each VMA is populated (MAP_POPULATE) and
    * gets its `init` bytes, in file order. All through the host's own page tables (private
    * writable pages, copy-on-write broken where needed), never a dirty-log mark.
@@ -758,7 +758,7 @@ function hx(n: number): string {
 }
 
 /**
- * The JSON object of one access line (scenario-format.md). With `costNs` (the runner's
+ * The JSON object of one access line (docs/scenario.md). With `costNs` (the runner's
  * accessCost(r).total), the line ends with the modelled hardware time. Returns a fresh object.
  */
 export function accessJson(

@@ -1,5 +1,5 @@
 /**
- * The validated, normalised scenario (scenario-format.md).
+ * The validated, normalised scenario (docs/scenario.md).
  *
  * Everything here is readonly plain data: what `parseScenario()` returns once every key has been
  * checked and every default applied, and what library users may build by hand. Addresses and
@@ -10,7 +10,7 @@
 
 import { ACCESS_NAMES } from '../mmu/vcpu.js';
 
-/** The user_mem_abort() behaviour to model (fault-path.md §1). */
+/** The user_mem_abort() behaviour to model (src/mmu/kernel.ts; docs/scenario.md, "Top level"). */
 export const KERNELS = ['6.16', 'seed', 'v7', '6.17'] as const;
 /**
  * `"6.16"` (before the cacheable-PFNMAP series), `"seed"` (the 19 Jun 2025 reply's diff),
@@ -33,7 +33,8 @@ export const GRANULE_BYTES: Readonly<Record<Granule, number>> = {
 /**
  * The hstate sizes hugetlbfs offers on arm64 for each granule, contiguous-hint sizes included:
  * CONT_PTE, PMD, CONT_PMD and (4K only, where PUD sections exist) PUD.
- * See arch_hugetlb_valid_size() and the shift table in fault-path.md §3 S4.
+ * See arch_hugetlb_valid_size() (arch/arm64/mm/hugetlbpage.c), and the shifts user_mem_abort()
+ * clamps (S4 in docs/decisions.md, "Step labels").
  */
 export const HUGETLB_SIZES: Readonly<Record<Granule, readonly number[]>> = {
   '4K': [0x1_0000, 0x20_0000, 0x200_0000, 0x4000_0000],
@@ -261,7 +262,7 @@ export const ON_ERRORS = ['continue', 'stop'] as const;
 /** An error policy. */
 export type OnError = (typeof ON_ERRORS)[number];
 
-/** Races an access may meet on its first fault (scenario-format.md, host events). */
+/** Races an access may meet on its first fault (docs/scenario.md, "Host events"). */
 export const RACES = ['invalidate', 'zap-host-pte', 'other-vcpu'] as const;
 /** A race. */
 export type Race = (typeof RACES)[number];
@@ -344,7 +345,7 @@ export const DIRTY_LOG_OPS = ['enable', 'disable', 'get-and-clear'] as const;
 export type DirtyLogOp = (typeof DIRTY_LOG_OPS)[number];
 
 /** Fields every step has. */
-interface StepCommon {
+export interface StepCommon {
   /** 0-based position in the `steps` array; the output's `"step"` field. */
   readonly index: number;
 }

@@ -1,5 +1,5 @@
 /**
- * Addresses and sizes in scenario files (scenario-format.md, "Values").
+ * Addresses and sizes in scenario files (docs/scenario.md, "Values").
  *
  * A value is a JSON number (a non-negative safe integer) or a string: hex `"0x8000_0000"`, decimal
  * `"4096"`, or a decimal count with a binary suffix `"4K"`, `"2M"`, `"1G"`, `"1T"`, `"1P"` (case

@@ -7,7 +7,7 @@
  *   L3 page 0x80000000 RW- Normal-WB AF        valid leaf: OA, R/W/X, memory type, flags
  *   L2 block 0x40200000 RWX Normal-WB AF
  *   L1 table 0x100000001000                     next-level table address
- *   L2 invalid | L3 locked | L3 owner 1         KVM's invalid encodings (§2.5)
+ *   L2 invalid | L3 locked | L3 owner 1         KVM's invalid encodings (locked, owner)
  *   L3 reserved 0x0000000080000401              level-3 type 0b01
  *   ipa 0x40000000: L3 page 0x80000000 ...
  *

@@ -1,5 +1,5 @@
 /**
- * The debugfs page-table dump of a VM (pgtable.md §6): the text of `stage2_page_tables`,
+ * The debugfs page-table dump of a VM: the text of `stage2_page_tables`,
  * `ipa_range` and `stage2_levels`, as Linux v6.17's arch/arm64/kvm/ptdump.c produces it with
  * the generic `note_page` formatter of arch/arm64/mm/ptdump.c (legacy XN bit table, "K").
  *

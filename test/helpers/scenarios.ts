@@ -2,7 +2,8 @@
  * Shared builders for the fault-path tests: a small default host and VM as a scenario object
  * (the same shape as a scenario file), a runner that collects every output line in the
  * machine-readable form (`accessJson`), and a few descriptor constants derived by hand from
- * pgtable.md §2.6 / §3.3.
+ * stage2_set_prot_attr() (arch/arm64/kvm/hyp/pgtable.c) and KVM's MemAttr values
+ * (arch/arm64/include/asm/memory.h).
  */
 
 import { parseScenario } from '../../src/scenario/parse.js';

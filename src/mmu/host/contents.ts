@@ -4,7 +4,7 @@
  * written to it. A page without storage reads as zeroes, which is what a freshly allocated
  * (zeroed) page, the shared zero page and the huge zero folio hold.
  *
- * Lifetime follows the page (scenario-format.md, "Guest memory has contents"): PhysMem.freeFolio
+ * Lifetime follows the page (docs/scenario.md, "Guest memory, values, and stage 1 in the output"): PhysMem.freeFolio
  * drops the folio's pages (folio_put of the last reference: the next user gets a zeroed page),
  * and copy-on-write copies the source page's bytes into the new one (wp_page_copy's
  * copy_user_highpage; the huge zero page has nothing to copy).
@@ -12,19 +12,20 @@
  * Storage: one Uint32Array per page, word i holding bytes [4i, 4i + 4) little-endian (byte b of
  * the page is `(words[b >> 2] >>> ((b & 3) * 8)) & 0xff`), whatever the platform's endianness.
  *
- * Hot-path rules: read64Req/write64Req take the pfn in the `reqPfn` field and return halves in
- * the `lo`/`hi` fields (no address argument or return value to box). Reading never allocates;
+ * Hot-path rules: read64Op/write64Op/zeroOp take the pfn in a caller-owned carrier (`{ pfn }`,
+ * host/op.ts) and leave the halves in the `lo`/`hi` fields (no pfn argument or return value to
+ * box). Reading never allocates;
  * writing zeroes to a page without storage stores nothing; every other method is a no-op that
  * allocates nothing while no page has storage.
  */
+
+import type { PfnOp } from './op.js';
 
 /** The sparse byte store of one host's pages. */
 export class PageContents {
   /** Bytes per page (the host PAGE_SIZE). */
   readonly pageSize: number;
-  /** The pfn the `…Req` methods work on (a field: a pfn past 2^31 is never boxed). */
-  reqPfn = 0.5;
-  /** The last 64-bit value read64Req() read (or write64Req() wrote): low and high 32 bits, unsigned. */
+  /** The last 64-bit value read64Op() read (or write64Op() wrote): low and high 32 bits, unsigned. */
   lo = 0;
   hi = 0;
   private readonly pages = new Map<number, Uint32Array>();
@@ -46,11 +47,11 @@ export class PageContents {
   }
 
   /**
-   * Reads the 8 bytes at byte `offset` of page reqPfn (offset a multiple of 8, inside the page)
+   * Reads the 8 bytes at byte `offset` of page `op.pfn` (offset a multiple of 8, inside the page)
    * into `lo`/`hi`. A page without storage reads as zeroes. Allocates nothing.
    */
-  read64Req(offset: number): void {
-    const p = this.page(this.reqPfn);
+  read64Op(op: PfnOp, offset: number): void {
+    const p = this.page(op.pfn);
     if (p === undefined) {
       this.lo = 0;
       this.hi = 0;
@@ -62,30 +63,30 @@ export class PageContents {
   }
 
   /**
-   * Writes the 8 bytes `lo`, `hi` (little-endian: `lo` first) at byte `offset` of page reqPfn
+   * Writes the 8 bytes `lo`, `hi` (little-endian: `lo` first) at byte `offset` of page `op.pfn`
    * (offset a multiple of 8). Storing zeroes into a page without storage stores nothing.
    */
-  write64Req(offset: number, lo: number, hi: number): void {
-    let p = this.page(this.reqPfn);
+  write64Op(op: PfnOp, offset: number, lo: number, hi: number): void {
+    let p = this.page(op.pfn);
     if (p === undefined) {
       if (lo === 0 && hi === 0) return;
-      p = this.create(this.reqPfn);
+      p = this.create(op.pfn);
     }
     const i = offset >>> 2;
     p[i] = lo;
     p[i + 1] = hi;
   }
 
-  /** Zeroes `size` bytes at byte `offset` of page reqPfn (offset and size multiples of 4). DC ZVA. */
-  zeroReq(offset: number, size: number): void {
-    const p = this.page(this.reqPfn);
+  /** Zeroes `size` bytes at byte `offset` of page `op.pfn` (offset and size multiples of 4). DC ZVA. */
+  zeroOp(op: PfnOp, offset: number, size: number): void {
+    const p = this.page(op.pfn);
     if (p !== undefined) p.fill(0, offset >>> 2, (offset + size) >>> 2);
   }
 
-  /** read64Req() of physical address `pa` (8-byte aligned), for tests and cold paths. Returns [lo, hi]. */
+  /** read64Op() of physical address `pa` (8-byte aligned), for tests and cold paths. Returns [lo, hi]. */
   read64(pa: number): [number, number] {
-    this.reqPfn = Math.floor(pa / this.pageSize);
-    this.read64Req(pa % this.pageSize);
+    const op = { pfn: Math.floor(pa / this.pageSize) };
+    this.read64Op(op, pa % this.pageSize);
     return [this.lo, this.hi];
   }
 

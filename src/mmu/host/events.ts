@@ -7,7 +7,7 @@
  */
 
 import { HOST_LEVEL_PMD, HPTE_PRESENT, HPTE_ZERO, newHostLeaf } from './hostpt.js';
-import { FAULTIN_OK, newFaultinResult, type Mm, type VmaSpec } from './mm.js';
+import { FAULTIN_OK, FollowPfn, type Mm, type VmaSpec } from './mm.js';
 import {
   VM_UFFD_MISSING,
   VM_WRITE,
@@ -128,7 +128,7 @@ export function memoryFailure(mm: Mm, hva: number): MemoryFailureResult {
   const vma = vmaLookup(mm.vmas, hva);
   if (vma === undefined) return { pfn: -1, start: 0, end: 0, reason: 'no VMA maps the address' };
   if (!(mm.pt.lookup(hva, leaf) && (leaf.flags & HPTE_PRESENT) !== 0)) {
-    const r = newFaultinResult();
+    const r = new FollowPfn();
     mm.faultinPfn(hva, (vma.vmFlags & VM_WRITE) !== 0, r);
     if (r.err !== FAULTIN_OK)
       return { pfn: -1, start: 0, end: 0, reason: 'the page could not be faulted in' };

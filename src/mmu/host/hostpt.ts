@@ -28,6 +28,7 @@
  * Read idiom: `(flags & HPTE_X) !== 0`. A leaf stores the pfn of its first page.
  */
 import { shr, type HostGranule, pow2 } from './granule.js';
+import { HostOp, type HvaOp, type HvaPfnOp } from './op.js';
 
 /** Valid leaf. */
 export const HPTE_PRESENT = 1 << 0;
@@ -95,9 +96,8 @@ export class HostPageTable {
   // One-entry lookup cache per level (chunk key → chunk or undefined); reset on any structural change.
   private readonly cacheKey = [-1, -1, -1];
   private readonly cacheChunk: (Chunk | undefined)[] = [undefined, undefined, undefined];
-  /** The address (and pfn) of the lookup, set, clear or update being run (see lookupReq). */
-  reqHva = 0.5;
-  reqPfn = 0.5;
+  /** The carrier the argument-taking forms fill (lookup, set, clear, updateFlags). */
+  private readonly arg = new HostOp();
 
   constructor(granule: HostGranule) {
     this.granule = granule;
@@ -113,19 +113,19 @@ export class HostPageTable {
    * found. Allocates nothing.
    */
   lookup(hva: number, out: HostLeaf): boolean {
-    this.reqHva = hva;
-    return this.lookupReq(out);
+    this.arg.hva = hva;
+    return this.lookupOp(this.arg, out);
   }
 
   /**
-   * The host fault path's forms of lookup(), set(), clear() and updateFlags() take the address
-   * (and the pfn) in reqHva and reqPfn: V8 boxes a double argument into a new heap number at
-   * every call it does not inline, and an hva (0x7f.. in a VMM) is always past the
-   * small-integer range. The bodies compute with Math.floor on doubles, never through a helper
-   * that would return one.
+   * lookup() of `op.hva`. The host fault path's forms of lookup(), set(), clear() and
+   * updateFlags() take the address (and the pfn) in a caller-owned carrier (op.ts): V8 boxes a
+   * double argument into a new heap number at every call it does not inline, and an hva
+   * (0x7f.. in a VMM) is always past the small-integer range. The bodies compute with
+   * Math.floor on doubles, never through a helper that would return one.
    */
-  lookupReq(out: HostLeaf): boolean {
-    const hva = this.reqHva;
+  lookupOp(op: HvaOp, out: HostLeaf): boolean {
+    const hva = op.hva;
     for (let level = HOST_LEVEL_PUD; level >= HOST_LEVEL_PTE; level--) {
       const size = this.sizes[level];
       const idx = Math.floor(hva / size);
@@ -159,58 +159,60 @@ export class HostPageTable {
    * huge leaf replacing a table does).
    */
   set(level: number, hva: number, pfn: number, flags: number): void {
-    this.reqHva = hva;
-    this.reqPfn = pfn;
-    this.setReq(level, flags);
+    this.arg.hva = hva;
+    this.arg.pfn = pfn;
+    this.setOp(this.arg, level, flags);
   }
 
-  /** set() of the entry containing reqHva, to reqPfn. */
-  setReq(level: number, flags: number): void {
-    const hva = this.reqHva;
+  /** set() of the entry containing `op.hva`, to `op.pfn`. */
+  setOp(op: HvaPfnOp, level: number, flags: number): void {
+    const hva = op.hva;
     for (let l = HOST_LEVEL_PUD; l > level; l--) {
-      const c = this.chunkFor(l, true) as Chunk;
+      const c = this.chunkFor(op, l, true) as Chunk;
       const i = Math.floor(hva / this.sizes[l]) & (this.entries - 1);
       if ((c.flags[i] & HPTE_TABLE) === 0) {
         c.flags[i] = HPTE_TABLE;
         c.pfn[i] = 0;
       }
     }
-    const c = this.chunkFor(level, true) as Chunk;
+    const c = this.chunkFor(op, level, true) as Chunk;
     const size = this.sizes[level];
     const idx = Math.floor(hva / size);
     const i = idx & (this.entries - 1);
     const wasTable = (c.flags[i] & HPTE_TABLE) !== 0;
-    c.pfn[i] = this.reqPfn;
+    c.pfn[i] = op.pfn;
     c.flags[i] = flags;
     if (wasTable) this.dropBelow(level, idx * size);
   }
 
   /** Clears the entry at `level` containing hva (pte_clear); tables stay. */
   clear(level: number, hva: number): void {
-    this.reqHva = hva;
-    this.clearReq(level);
+    this.arg.hva = hva;
+    this.clearOp(this.arg, level);
   }
 
-  /** clear() of the entry containing reqHva. */
-  clearReq(level: number): void {
-    const c = this.chunkFor(level, false);
+  /** clear() of the entry containing `op.hva`. */
+  clearOp(op: HvaOp, level: number): void {
+    const hva = op.hva;
+    const c = this.chunkFor(op, level, false);
     if (c === undefined) return;
-    const i = Math.floor(this.reqHva / this.sizes[level]) & (this.entries - 1);
+    const i = Math.floor(hva / this.sizes[level]) & (this.entries - 1);
     c.flags[i] = 0;
     c.pfn[i] = 0;
   }
 
   /** ORs and then ANDs the flags of the entry at `level` containing hva. */
   updateFlags(level: number, hva: number, orBits: number, andMask: number): void {
-    this.reqHva = hva;
-    this.updateFlagsReq(level, orBits, andMask);
+    this.arg.hva = hva;
+    this.updateFlagsOp(this.arg, level, orBits, andMask);
   }
 
-  /** updateFlags() of the entry containing reqHva. */
-  updateFlagsReq(level: number, orBits: number, andMask: number): void {
-    const c = this.chunkFor(level, false);
+  /** updateFlags() of the entry containing `op.hva`. */
+  updateFlagsOp(op: HvaOp, level: number, orBits: number, andMask: number): void {
+    const hva = op.hva;
+    const c = this.chunkFor(op, level, false);
     if (c === undefined) return;
-    const i = Math.floor(this.reqHva / this.sizes[level]) & (this.entries - 1);
+    const i = Math.floor(hva / this.sizes[level]) & (this.entries - 1);
     c.flags[i] = (c.flags[i] | orBits) & andMask;
   }
 
@@ -266,16 +268,29 @@ export class HostPageTable {
     else for (const k of keys) visit(k);
   }
 
-  /** The chunk holding the entry at `level` for reqHva. */
-  private chunkFor(level: number, create: boolean): Chunk | undefined {
-    const key = Math.floor(this.reqHva / (this.sizes[level] * this.entries));
-    let c = this.levels[level].get(key);
+  /**
+   * The chunk holding the entry at `level` for `op.hva` (the carrier, not the address: see
+   * lookupOp), through the same one-entry cache per level as lookupOp(): chunks are never
+   * removed from the map (a freed table stays, zeroed), so a cached key stays right, and a
+   * chunk created here becomes the cached one. An install in the same region as the last one
+   * (every fault of a sequential workload) does no Map lookup.
+   */
+  private chunkFor(op: HvaOp, level: number, create: boolean): Chunk | undefined {
+    const key = Math.floor(op.hva / (this.sizes[level] * this.entries));
+    let c: Chunk | undefined;
+    if (this.cacheKey[level] === key) {
+      c = this.cacheChunk[level];
+    } else {
+      c = this.levels[level].get(key);
+      this.cacheKey[level] = key;
+      this.cacheChunk[level] = c;
+    }
     if (create) {
       if (c === undefined) {
         c = { pfn: new Float64Array(this.entries), flags: new Uint16Array(this.entries), live: true };
         this.levels[level].set(key, c);
         this.tables++;
-        this.cacheKey[level] = -1;
+        this.cacheChunk[level] = c;
       } else if (!c.live) {
         c.live = true;
         this.tables++;

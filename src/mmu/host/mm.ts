@@ -6,8 +6,9 @@
  * mprotect, aging).
  *
  * Steady state allocates nothing: lookups reuse scratch objects, and results
- * go into a caller-supplied FaultinResult.
+ * go into a caller-supplied FollowPfn.
  */
+import { checkVmaSpec } from '../apicheck.js';
 import { alignDown, shr, type HostGranule, POW2, pow2 } from './granule.js';
 import {
   HOST_LEVEL_PMD,
@@ -25,7 +26,9 @@ import {
   newHostLeaf,
   type HostLeaf,
 } from './hostpt.js';
-import { MmuNotifier } from './notifier.js';
+import { MmuNotifier, type MmuNotifierRange } from './notifier.js';
+import { HostOp, type HvaOp, type PfnOp } from './op.js';
+import { DOUBLE_FIELD } from '../../pgtable/op.js';
 import type { PhysMem } from './physmem.js';
 import {
   EMPTY_VMA_SET,
@@ -48,47 +51,45 @@ import {
   type HostMappingSize,
   type Vma,
   type VmaSet,
-  vmaLookupReq,
+  vmaLookupOp,
   vmaNameStart,
 } from './vma.js';
 import { UffdLog } from './uffd.js';
 
-/** FaultinResult.err: none. */
+/** FollowPfn.err: none. */
 export const FAULTIN_OK = 0;
-/** FaultinResult.err: KVM_PFN_ERR_FAULT (no VMA, protection denies, out of memory, no driver fault). */
+/** FollowPfn.err: KVM_PFN_ERR_FAULT (no VMA, protection denies, out of memory, no driver fault). */
 export const KVM_PFN_ERR_FAULT = 1;
-/** FaultinResult.err: KVM_PFN_ERR_HWPOISON (GUP returned -EHWPOISON). */
+/** FollowPfn.err: KVM_PFN_ERR_HWPOISON (GUP returned -EHWPOISON). */
 export const KVM_PFN_ERR_HWPOISON = 2;
 /**
- * FaultinResult.err: KVM_PFN_ERR_RO_FAULT (hva_to_pfn_remapped(): a write fault found a
+ * FollowPfn.err: KVM_PFN_ERR_RO_FAULT (hva_to_pfn_remapped(): a write fault found a
  * present, read-only entry in a VM_IO/VM_PFNMAP VMA).
  */
 export const KVM_PFN_ERR_RO_FAULT = 3;
 
 /**
- * What Mm.faultinPfn() takes and fills (the role of struct kvm_follow_pfn): the caller puts
- * the host address in `hva`, and gets the pfn back. Addresses travel in fields on the fault
- * path: a double field is written in place, where an argument or a return value above 2^31
- * becomes a new heap number on every call that V8 does not inline.
+ * struct kvm_follow_pfn: what hva_to_pfn() takes and fills. In: the host address `hva` and
+ * `write` (FOLL_WRITE); out: the pfn and what came with it. The caller owns and reuses it (the
+ * fault object embeds one, S2Fault.follow); addresses travel in its fields because a double
+ * argument or return value past 2^31 becomes a new heap number at every call V8 does not
+ * inline.
  */
-export interface FaultinResult {
-  /** In: the host virtual address to look up (vmaLookupReq, hostLeafShiftReq, faultinPfnReq). */
-  hva: number;
+export class FollowPfn {
+  /** In: the host virtual address to look up. */
+  hva = DOUBLE_FIELD;
+  /** In: FOLL_WRITE (a write fault: the host entry must become writable). */
+  write = false;
   /** The host pfn, or -1 on error. */
-  pfn: number;
-  /** The host mapping is writable (so KVM may map stage 2 writable). */
-  writable: boolean;
-  /** A refcounted struct page is held (KVM must release it: releaseFaultinPage). */
-  page: boolean;
-  /** FAULTIN_OK, KVM_PFN_ERR_FAULT or KVM_PFN_ERR_HWPOISON. */
-  err: number;
+  pfn = DOUBLE_FIELD;
+  /** The host mapping is writable (so KVM may map stage 2 writable): map_writable. */
+  writable = false;
+  /** A refcounted struct page is held (refcounted_page; KVM must release it: releaseFaultinPage). */
+  page = false;
+  /** FAULTIN_OK, KVM_PFN_ERR_FAULT, KVM_PFN_ERR_HWPOISON or KVM_PFN_ERR_RO_FAULT. */
+  err = FAULTIN_OK;
   /** log2 of the backing's page size (hstate shift for hugetlb, else PAGE_SHIFT); the SIGBUS lsb source. */
-  vmaShift: number;
-}
-
-/** Returns a fresh FaultinResult to reuse across calls. */
-export function newFaultinResult(): FaultinResult {
-  return { hva: 0.5, pfn: -1, writable: false, page: false, err: FAULTIN_OK, vmaShift: 0 };
+  vmaShift = 0;
 }
 
 /** What mmap() takes. Addresses are host virtual; sizes page-aligned. */
@@ -159,13 +160,13 @@ export class Mm {
 
   private readonly hugeZeroWrite: HugeZeroWritePolicy;
   private readonly leaf: HostLeaf = newHostLeaf();
-  /**
-   * The host address the current fault (faultinPfn, hostLeafSize) works on, and a pfn being
-   * handed on. The internal steps read them here rather than taking them as arguments: V8
-   * boxes a double argument into a new heap number at every call it does not inline, and the
-   * fault path allocates nothing.
-   */
-  private readonly at = { hva: 0.5, pfn: 0.5 };
+  /** The carrier the argument-taking forms fill (hostLeafSize, hostRead, a userfault range's pages). */
+  private readonly arg = new HostOp();
+  /** The carrier of what a host fault installs: an entry's hva and pfn (pt.setOp), a new folio (phys). */
+  private readonly ins = new HostOp();
+  /** A second pfn carrier (a folio head) and the range of the notifier events a host fault sends. */
+  private readonly head = new HostOp();
+  private readonly range: MmuNotifierRange = { start: DOUBLE_FIELD, end: DOUBLE_FIELD };
   /** @internal The next VMA id (events.ts gives split-off VMAs new ones). */
   nextVmaId = 1;
   /** userfaultfd missing-page events raised, in order (the runner reads and resets it). */
@@ -191,9 +192,12 @@ export class Mm {
    * VM_PFNMAP|VM_IO for pfnmap (as remap_pfn_range does), VM_MIXEDMAP for
    * mixedmap and VM_UFFD_MISSING for userfaultfd. pfnmap/mixedmap entries are
    * present from the start (synthesised on first walk).
-   * Returns the new Vma, or a message naming what is wrong.
+   * Returns the new Vma, or a message naming what mmap() refused (documented: check it).
+   * Throws a TypeError or RangeError naming the field for a spec of the wrong type or range
+   * (apicheck.ts; docs/decisions.md, "API boundary").
    */
   mmap(spec: VmaSpec): Vma | string {
+    checkVmaSpec(spec); // the API boundary: TypeError or RangeError naming the field
     const g = this.granule;
     if (spec.start % g.pageSize !== 0 || spec.size % g.pageSize !== 0 || spec.size <= 0) {
       return `start and size must be multiples of the page size (0x${g.pageSize.toString(16)})`;
@@ -253,9 +257,9 @@ export class Mm {
     return vmaLookup(this.vmas, hva);
   }
 
-  /** vmaLookup() of `f.hva`, for the fault path (no address argument to box). */
-  vmaLookupReq(f: FaultinResult): Vma | undefined {
-    return vmaLookupReq(this.vmas, f);
+  /** vmaLookup() of `op.hva`, for the fault path (no address argument to box). */
+  vmaLookupOp(op: HvaOp): Vma | undefined {
+    return vmaLookupOp(this.vmas, op);
   }
 
   /**
@@ -265,23 +269,18 @@ export class Mm {
    * -EAGAIN). pfnmap/mixedmap entries count as present unless zapped.
    */
   hostLeafSize(hva: number): number {
-    this.at.hva = hva;
-    return this.hostLeafShiftImpl() === 0 ? 0 : pow2(this.leaf.shift);
+    this.arg.hva = hva;
+    return this.hostLeafShiftOp(this.arg) === 0 ? 0 : pow2(this.leaf.shift);
   }
 
   /**
-   * hostLeafSize() of `f.hva` for the fault path, as a shift: the host leaf's log2 size, or
+   * hostLeafSize() of `op.hva` for the fault path, as a shift: the host leaf's log2 size, or
    * 0 when there is no valid leaf (a size could exceed 2^31 and be boxed on return).
    */
-  hostLeafShiftReq(f: FaultinResult): number {
-    this.at.hva = f.hva;
-    return this.hostLeafShiftImpl();
-  }
-
-  private hostLeafShiftImpl(): number {
-    const vma = vmaLookupReq(this.vmas, this.at);
+  hostLeafShiftOp(op: HvaOp): number {
+    const vma = vmaLookupOp(this.vmas, op);
     if (vma === undefined) return 0;
-    const l = this.walk(vma);
+    const l = this.walk(vma, op);
     return (l.flags & HPTE_PRESENT) !== 0 ? l.shift : 0;
   }
 
@@ -300,14 +299,15 @@ export class Mm {
    * A read-only memslot is the caller's business (it passes writeFault=false
    * and ignores `writable`).
    */
-  faultinPfn(hva: number, writeFault: boolean, out: FaultinResult): void {
+  faultinPfn(hva: number, writeFault: boolean, out: FollowPfn): void {
     out.hva = hva;
-    this.faultinPfnReq(out, writeFault);
+    out.write = writeFault;
+    this.hvaToPfn(out);
   }
 
   /**
-   * faultinPfn() of `out.hva`, for the fault path (no address argument to box). The order is
-   * hva_to_pfn()'s (virt/kvm/kvm_main.c, v6.17):
+   * hva_to_pfn(kfp): faultinPfn() of `kfp.hva` (for write when `kfp.write`), for the fault
+   * path (no address argument to box). The order is hva_to_pfn()'s (virt/kvm/kvm_main.c, v6.17):
    * 1. hva_to_pfn_fast(): lockless GUP with FOLL_WRITE (tried for a read too, since arm64
    *    always asks for map_writable); it takes a present, writable, non-special entry.
    * 2. hva_to_pfn_slow(): GUP proper, which faults the page in (the host fault handlers,
@@ -321,41 +321,42 @@ export class Mm {
    * 4. Anything else (a VM_MIXEDMAP VMA without VM_IO whose entries are special):
    *    KVM_PFN_ERR_FAULT.
    */
-  faultinPfnReq(out: FaultinResult, writeFault: boolean): void {
+  hvaToPfn(out: FollowPfn): void {
     const hva = out.hva;
-    this.at.hva = hva;
+    const at = out;
+    const writeFault = out.write;
     out.pfn = -1;
     out.writable = false;
     out.page = false;
     out.err = KVM_PFN_ERR_FAULT;
     out.vmaShift = this.granule.pageShift;
-    const vma = vmaLookupReq(this.vmas, out);
+    const vma = vmaLookupOp(this.vmas, out);
     if (vma === undefined) return;
     if (vma.backing === 'hugetlb') out.vmaShift = vma.hugeShift;
     const need = writeFault ? VM_WRITE : VM_READ;
     if ((vma.vmFlags & need) === 0) return;
     const remapped = (vma.vmFlags & (VM_IO | VM_PFNMAP)) !== 0;
 
-    let l = this.walk(vma);
+    let l = this.walk(vma, at);
     const fastOk = (l.flags & (HPTE_PRESENT | HPTE_WRITE | HPTE_SPECIAL)) === (HPTE_PRESENT | HPTE_WRITE);
     if (!fastOk) {
       if (!remapped) {
         // GUP slow: the host fault handlers, then copy-on-write for a write.
         if ((l.flags & HPTE_PRESENT) === 0) {
-          if (!this.populate(vma, writeFault)) return;
-          l = this.walk(vma);
+          if (!this.populate(vma, at, writeFault)) return;
+          l = this.walk(vma, at);
         }
         if (writeFault && (l.flags & HPTE_WRITE) === 0) {
-          if (!this.wpFault(vma)) return;
-          l = this.walk(vma);
+          if (!this.wpFault(vma, at)) return;
+          l = this.walk(vma, at);
         }
         if ((l.flags & (HPTE_PRESENT | HPTE_SPECIAL)) !== HPTE_PRESENT) return;
       } else {
         // hva_to_pfn_remapped(): fixup_user_fault() only when follow_pfnmap_start() finds no
         // entry; the handler it runs installs what the driver (or do_anonymous_page) does.
         if ((l.flags & HPTE_PRESENT) === 0) {
-          if (!this.populate(vma, writeFault)) return;
-          l = this.walk(vma);
+          if (!this.populate(vma, at, writeFault)) return;
+          l = this.walk(vma, at);
           if ((l.flags & HPTE_PRESENT) === 0) return;
         }
         if (writeFault && (l.flags & HPTE_WRITE) === 0) {
@@ -373,11 +374,12 @@ export class Mm {
     // (folio_test_hwpoison on the head; hugetlb_fault returns VM_FAULT_HWPOISON_LARGE for any
     // subpage).
     const phys = this.phys;
-    phys.reqPfn = pfn;
-    let poisoned = phys.pageHwPoisonReq();
-    if (!poisoned && phys.folioTestHugetlbReq()) {
-      phys.folioHeadReq();
-      poisoned = phys.pageHwPoisonReq();
+    const p = this.ins;
+    p.pfn = pfn;
+    let poisoned = phys.pageHwPoisonOp(p);
+    if (!poisoned && phys.folioTestHugetlbOp(p)) {
+      phys.folioHeadOp(p, p);
+      poisoned = phys.pageHwPoisonOp(p);
     }
     if (poisoned) {
       out.err = KVM_PFN_ERR_HWPOISON;
@@ -395,14 +397,11 @@ export class Mm {
    * reference faultinPfn() took (when `out.page`), marking the page dirty if
    * `dirty && !unused`. Does nothing for a result without a page.
    */
-  releaseFaultinPage(out: FaultinResult, unused: boolean, dirty: boolean): void {
+  releaseFaultinPage(out: FollowPfn, unused: boolean, dirty: boolean): void {
     if (!out.page) return;
     out.page = false;
     this.pagesHeld--;
-    if (dirty && !unused) {
-      this.phys.reqPfn = out.pfn;
-      this.phys.setPageDirtyReq();
-    }
+    if (dirty && !unused) this.phys.setPageDirtyOp(out);
   }
 
   /**
@@ -484,7 +483,7 @@ export class Mm {
   poisonHva(hva: number): number {
     const vma = vmaLookup(this.vmas, hva);
     if (vma === undefined) return -1;
-    const r = newFaultinResult();
+    const r = new FollowPfn();
     this.faultinPfn(hva, (vma.vmFlags & VM_WRITE) !== 0, r);
     if (r.err !== FAULTIN_OK) return -1;
     this.releaseFaultinPage(r, true, false);
@@ -536,8 +535,8 @@ export class Mm {
       const len = Math.min(ps - off, n - done);
       const vma = vmaLookup(this.vmas, at);
       if (vma !== undefined) {
-        this.at.hva = at;
-        const leaf = this.walk(vma);
+        this.arg.hva = at;
+        const leaf = this.walk(vma, this.arg);
         if ((leaf.flags & HPTE_PRESENT) !== 0) {
           const pfn = leaf.pfn + Math.floor((at - leaf.base) / ps);
           out.set(this.phys.contents.readBytes(pfn, off, len), done);
@@ -575,30 +574,30 @@ export class Mm {
    * page is copied into anonymous memory, as the kernel does for the VMM's own store). Fills
    * `f.pfn` and `f.writable`; takes no page reference (`f.page` false). Cold path.
    */
-  handleMmFault(f: FaultinResult, write: boolean): void {
+  handleMmFault(f: FollowPfn, write: boolean): void {
     const hva = f.hva;
-    this.at.hva = hva;
+    const at = f;
     f.pfn = -1;
     f.writable = false;
     f.page = false;
     f.err = KVM_PFN_ERR_FAULT;
     const vma = vmaLookup(this.vmas, hva);
     if (vma === undefined || (vma.vmFlags & (write ? VM_WRITE : VM_READ)) === 0) return;
-    let l = this.walk(vma);
+    let l = this.walk(vma, at);
     if ((l.flags & HPTE_PRESENT) === 0) {
-      if (!this.populate(vma, write)) return;
-      l = this.walk(vma);
+      if (!this.populate(vma, at, write)) return;
+      l = this.walk(vma, at);
     }
     if (write && (l.flags & HPTE_WRITE) === 0) {
-      if (!this.wpFault(vma)) return;
-      l = this.walk(vma);
+      if (!this.wpFault(vma, at)) return;
+      l = this.walk(vma, at);
     }
     if ((l.flags & HPTE_PRESENT) === 0) return;
     const pfn = l.pfn + Math.floor((hva - l.base) / this.granule.pageSize);
     if ((l.flags & HPTE_SPECIAL) === 0) {
-      const phys = this.phys;
-      phys.reqPfn = pfn;
-      if (phys.pageHwPoisonReq()) {
+      const p = this.ins;
+      p.pfn = pfn;
+      if (this.phys.pageHwPoisonOp(p)) {
         f.err = KVM_PFN_ERR_HWPOISON;
         return;
       }
@@ -610,21 +609,19 @@ export class Mm {
 
   // ---- internals -------------------------------------------------------------
 
-  // The steps of a host fault below work on this.at.hva and hand addresses and pfns to the
-  // host page table in its request fields (pt.reqHva, pt.reqPfn), computing with Math.floor
+  // The steps of a host fault below work on the fault's address carrier `at` and hand
+  // addresses and pfns to the host page table in this.ins (pt.setOp), computing with Math.floor
   // and the POW2 table rather than helpers: any call that takes or returns a double past 2^31
   // would box it into a new heap number wherever V8 does not inline the call.
 
   /** Walks the host table; synthesises the driver's entry for an untouched pfnmap/mixedmap. */
-  private walk(vma: Vma): HostLeaf {
+  private walk(vma: Vma, at: HvaOp): HostLeaf {
     const pt = this.pt;
     const l = this.leaf;
-    pt.reqHva = this.at.hva;
-    pt.lookupReq(l);
+    pt.lookupOp(at, l);
     if (l.flags === 0 && (vma.backing === 'pfnmap' || vma.backing === 'mixedmap')) {
-      this.installPfnEntry(vma, l.level);
-      pt.reqHva = this.at.hva;
-      pt.lookupReq(l);
+      this.installPfnEntry(vma, at, l.level);
+      pt.lookupOp(at, l);
     }
     return l;
   }
@@ -635,28 +632,27 @@ export class Mm {
    * an empty entry), congruent with the physical address and inside the VMA.
    * Writable exactly when the VMA is shared and writable.
    */
-  private installPfnEntry(vma: Vma, maxLevel: number): void {
-    const hva = this.at.hva;
+  private installPfnEntry(vma: Vma, at: HvaOp, maxLevel: number): void {
+    const hva = at.hva;
     const g = this.granule;
     const pt = this.pt;
-    const level = this.choosePfnLevel(vma, maxLevel);
+    const level = this.choosePfnLevel(vma, at, maxLevel);
     const size = POW2[pt.shifts[level]]!;
     const base = Math.floor(hva / size) * size;
-    const at = this.at;
-    at.pfn = vma.pgoff + (base - vma.start) / g.pageSize;
+    const ins = this.ins;
+    ins.pfn = vma.pgoff + (base - vma.start) / g.pageSize;
     let flags = HPTE_PRESENT;
     if ((vma.vmFlags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE)) flags |= HPTE_WRITE;
     // remap_pfn_range() and vmf_insert_mixed() both install special entries on arm64
     // (CONFIG_ARCH_HAS_PTE_SPECIAL: insert_pfn() marks every entry special, RAM or not).
     flags |= HPTE_SPECIAL;
-    pt.reqHva = base;
-    pt.reqPfn = at.pfn;
-    pt.setReq(level, flags);
+    ins.hva = base;
+    pt.setOp(ins, level, flags);
   }
 
   /** The largest pfnmap entry level allowed at hva: hostMapping, maxLevel, congruence and VMA bounds. */
-  private choosePfnLevel(vma: Vma, maxLevel: number): number {
-    const hva = this.at.hva;
+  private choosePfnLevel(vma: Vma, at: HvaOp, maxLevel: number): number {
+    const hva = at.hva;
     const want = vma.hostMapping === 'pud' ? HOST_LEVEL_PUD : vma.hostMapping === 'pmd' ? HOST_LEVEL_PMD : 0;
     // The physical address at hva: the VMA's first pfn, plus the offset into the VMA.
     const pa = vma.pgoff * this.granule.pageSize + (hva - vma.start);
@@ -671,8 +667,8 @@ export class Mm {
   }
 
   /** Handles a not-present entry (do_anonymous_page, do_huge_pmd_anonymous_page, hugetlb_no_page, shmem_fault, driver faults). */
-  private populate(vma: Vma, write: boolean): boolean {
-    const hva = this.at.hva;
+  private populate(vma: Vma, at: HvaOp, write: boolean): boolean {
+    const hva = at.hva;
     const g = this.granule;
     const pt = this.pt;
     const l = this.leaf;
@@ -683,79 +679,79 @@ export class Mm {
       case 'mixedmap': {
         // Zapped: the driver's fault handler refills it (vfio-style). Narrow
         // a large zapped marker first so the rest of its range stays zapped.
-        const level = this.choosePfnLevel(vma, l.level);
+        const level = this.choosePfnLevel(vma, at, l.level);
+        const ins = this.ins;
         while (l.level > level) {
           const base = l.base;
           const from = l.level;
           const sub = POW2[pt.shifts[from - 1]]!;
-          pt.reqHva = base;
-          pt.clearReq(from);
-          pt.reqPfn = 0;
+          ins.hva = base;
+          pt.clearOp(ins, from);
+          ins.pfn = 0;
           for (let i = 0; i < POW2[g.tableBits]!; i++) {
-            pt.reqHva = base + i * sub;
-            pt.setReq(from - 1, HPTE_ZAPPED);
+            ins.hva = base + i * sub;
+            pt.setOp(ins, from - 1, HPTE_ZAPPED);
           }
-          pt.reqHva = hva;
-          pt.lookupReq(l);
+          pt.lookupOp(at, l);
         }
-        pt.reqHva = l.base;
-        pt.clearReq(l.level);
-        this.installPfnEntry(vma, level);
+        ins.hva = l.base;
+        pt.clearOp(ins, l.level);
+        this.installPfnEntry(vma, at, level);
         return true;
       }
       case 'hugetlb':
-        return this.populateHugetlb(vma, write);
+        return this.populateHugetlb(vma, at, write);
       default:
         break;
     }
     // handle_userfault(): the VMM resolves it with UFFDIO_COPY (uffd.ts, handleUserfault).
-    if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) return this.handleUserfault(vma, write);
+    if ((vma.vmFlags & VM_UFFD_MISSING) !== 0) return this.handleUserfault(vma, at, write);
     if (vma.backing === 'shmem') {
-      if (shared) return this.installNewPage(vma, canWrite ? HPTE_WRITE : 0);
+      if (shared) return this.installNewPage(vma, at, canWrite ? HPTE_WRITE : 0);
       // Private file mapping: a read maps the file page read-only; a write
       // (do_cow_fault) maps a private copy.
-      return this.installNewPage(vma, write ? HPTE_WRITE : HPTE_FILE);
+      return this.installNewPage(vma, at, write ? HPTE_WRITE : HPTE_FILE);
     }
     if (vma.backing === 'thp' && l.level >= HOST_LEVEL_PMD) {
       const size = POW2[g.pmdShift]!;
       const base = Math.floor(hva / size) * size;
       if (base >= vma.start && base + size <= vma.end) {
         const phys = this.phys;
+        const ins = this.ins;
         if (write) {
-          if (phys.allocFolioReq(g.pmdShift - g.pageShift, false)) {
+          if (phys.allocFolioInto(g.pmdShift - g.pageShift, false, ins)) {
             this.stats.faultAllocs++;
-            pt.reqHva = base;
-            pt.reqPfn = phys.reqPfn;
-            if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(POW2[g.pmdShift - g.pageShift]!);
-            pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+            ins.hva = base;
+            if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsOp(ins, POW2[g.pmdShift - g.pageShift]!);
+            pt.setOp(ins, HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
             return true;
           }
-        } else if (phys.hugeZeroPfnReq()) {
-          pt.reqHva = base;
-          pt.reqPfn = phys.reqPfn;
-          pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_ZERO);
+        } else if (phys.hugeZeroPfnInto(ins)) {
+          ins.hva = base;
+          pt.setOp(ins, HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_ZERO);
           return true;
         }
         // Allocation failed: fall back to base pages, as the kernel does.
       }
     }
-    if (write) return this.installNewPage(vma, HPTE_WRITE);
+    if (write) return this.installNewPage(vma, at, HPTE_WRITE);
     const z = this.phys.zeroPfn;
     if (z < 0) return false;
-    pt.reqHva = Math.floor(hva / g.pageSize) * g.pageSize;
-    pt.reqPfn = z;
-    pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_ZERO);
+    const ins = this.ins;
+    ins.hva = Math.floor(hva / g.pageSize) * g.pageSize;
+    ins.pfn = z;
+    pt.setOp(ins, HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_ZERO);
     return true;
   }
 
   /**
-   * handle_userfault() on a missing page of a registered VMA, at this.at.hva: the event goes to
+   * handle_userfault() on a missing page of a registered VMA, at `at.hva`: the event goes to
    * the VMM (uffdLog), which answers with UFFDIO_COPY of that page (resolve "page") or of every
    * page of the registered range still missing (resolve "range"; one event fills them all). A
    * hugetlb VMA's unit is its huge page, as hugetlb_mfill_atomic_pte() copies.
    */
-  private handleUserfault(vma: Vma, write: boolean): boolean {
-    const hva = this.at.hva;
+  private handleUserfault(vma: Vma, at: HvaOp, write: boolean): boolean {
+    const hva = at.hva;
     const unit = vma.backing === 'hugetlb' ? POW2[vma.hugeShift]! : this.granule.pageSize;
     const page = Math.floor(hva / unit) * unit;
     this.stats.uffdEvents++;
@@ -766,33 +762,33 @@ export class Mm {
         if (a === page) continue;
         const v = vmaLookup(this.vmas, a);
         if (v === undefined || (v.vmFlags & VM_UFFD_MISSING) === 0) continue;
-        this.at.hva = a;
-        if ((this.walk(v).flags & HPTE_PRESENT) === 0 && !this.uffdCopy(v)) break;
+        const other = this.arg;
+        other.hva = a;
+        if ((this.walk(v, other).flags & HPTE_PRESENT) === 0 && !this.uffdCopy(v, other)) break;
       }
-      this.at.hva = hva;
     }
-    return this.uffdCopy(vma);
+    return this.uffdCopy(vma, at);
   }
 
   /**
-   * UFFDIO_COPY of the page (hugetlb: huge page) at this.at.hva: a new page, writable when the
+   * UFFDIO_COPY of the page (hugetlb: huge page) at `at.hva`: a new page, writable when the
    * VMA is, holding what the registration says (copyFrom; the contents store fills it).
    */
-  private uffdCopy(vma: Vma): boolean {
+  private uffdCopy(vma: Vma, at: HvaOp): boolean {
     const ok =
       vma.backing === 'hugetlb'
-        ? this.populateHugetlb(vma, false, true)
-        : this.installNewPage(vma, (vma.vmFlags & VM_WRITE) !== 0 ? HPTE_WRITE : 0);
+        ? this.populateHugetlb(vma, at, false, true)
+        : this.installNewPage(vma, at, (vma.vmFlags & VM_WRITE) !== 0 ? HPTE_WRITE : 0);
     if (ok && this.uffdSource.size !== 0 && vma.uffd !== undefined && vma.uffd.copyFrom === 'registration')
-      this.uffdFill(vma);
+      this.uffdFill(vma, at);
     return ok;
   }
 
-  /** The bytes UFFDIO_COPY puts in the page (or huge page) just installed at this.at.hva. */
-  private uffdFill(vma: Vma): void {
+  /** The bytes UFFDIO_COPY puts in the page (or huge page) just installed at `at.hva`. */
+  private uffdFill(vma: Vma, at: HvaOp): void {
     const ps = this.granule.pageSize;
     const unit = vma.backing === 'hugetlb' ? POW2[vma.hugeShift]! : ps;
-    const base = Math.floor(this.at.hva / unit) * unit;
+    const base = Math.floor(at.hva / unit) * unit;
     const l = newHostLeafScratch;
     if (!this.pt.lookup(base, l)) return;
     for (let a = base; a < base + unit; a += ps) {
@@ -801,46 +797,45 @@ export class Mm {
     }
   }
 
-  private installNewPage(vma: Vma, extra: number): boolean {
+  private installNewPage(vma: Vma, at: HvaOp, extra: number): boolean {
     const phys = this.phys;
-    if (!phys.allocFolioReq(0, false)) return false;
+    const ins = this.ins;
+    if (!phys.allocFolioInto(0, false, ins)) return false;
     this.stats.faultAllocs++;
-    const pt = this.pt;
     const ps = this.granule.pageSize;
-    pt.reqHva = Math.floor(this.at.hva / ps) * ps;
-    pt.reqPfn = phys.reqPfn;
-    if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(1);
-    pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_OWNED | extra);
+    ins.hva = Math.floor(at.hva / ps) * ps;
+    if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsOp(ins, 1);
+    this.pt.setOp(ins, HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_OWNED | extra);
     return true;
   }
 
   /** hugetlb_no_page(): allocate a folio of the hstate size and map it at its level (cont entries for cont sizes). */
-  private populateHugetlb(vma: Vma, write: boolean, uffdCopy = false): boolean {
+  private populateHugetlb(vma: Vma, at: HvaOp, write: boolean, uffdCopy = false): boolean {
     const g = this.granule;
-    if (!uffdCopy && (vma.vmFlags & VM_UFFD_MISSING) !== 0) return this.handleUserfault(vma, write);
+    if (!uffdCopy && (vma.vmFlags & VM_UFFD_MISSING) !== 0) return this.handleUserfault(vma, at, write);
     const phys = this.phys;
-    if (!phys.allocFolioReq(vma.hugeShift - g.pageShift, true)) return false;
+    const folio = this.head;
+    if (!phys.allocFolioInto(vma.hugeShift - g.pageShift, true, folio)) return false;
     this.stats.faultAllocs++;
-    this.at.pfn = phys.reqPfn;
-    if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(POW2[vma.hugeShift - g.pageShift]!);
+    if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsOp(folio, POW2[vma.hugeShift - g.pageShift]!);
     const canWrite = (vma.vmFlags & VM_WRITE) !== 0;
     const shared = (vma.vmFlags & VM_SHARED) !== 0;
     const uffd = (vma.vmFlags & VM_UFFD_MISSING) !== 0;
     const flags = HPTE_PRESENT | HPTE_OWNED | (canWrite && (shared || write || uffd) ? HPTE_WRITE : 0);
-    this.setHugetlbEntries(vma.hugeShift, flags);
+    this.setHugetlbEntries(at, folio, vma.hugeShift, flags);
     return true;
   }
 
   /**
-   * The entries of the hugetlb folio at this.at.pfn covering this.at.hva (one leaf, or the
-   * contiguous run of a CONT size), with `flags`.
+   * The entries of the hugetlb folio whose head is `folio.pfn` covering `at.hva` (one leaf, or
+   * the contiguous run of a CONT size), with `flags`.
    */
-  private setHugetlbEntries(hugeShift: number, flags: number): void {
-    const pfn = this.at.pfn;
+  private setHugetlbEntries(at: HvaOp, folio: PfnOp, hugeShift: number, flags: number): void {
+    const pfn = folio.pfn;
     const g = this.granule;
     const pt = this.pt;
     const size = POW2[hugeShift]!;
-    const base = Math.floor(this.at.hva / size) * size;
+    const base = Math.floor(at.hva / size) * size;
     const level =
       hugeShift >= g.pudShift ? HOST_LEVEL_PUD : hugeShift >= g.pmdShift ? HOST_LEVEL_PMD : HOST_LEVEL_PTE;
     const entryShift = pt.shifts[level];
@@ -848,10 +843,11 @@ export class Mm {
     const cont = n > 1 ? HPTE_CONT : 0;
     const entrySize = POW2[entryShift]!;
     const entryPages = POW2[entryShift - g.pageShift]!;
+    const ins = this.ins;
     for (let i = 0; i < n; i++) {
-      pt.reqHva = base + i * entrySize;
-      pt.reqPfn = pfn + i * entryPages;
-      pt.setReq(level, flags | cont);
+      ins.hva = base + i * entrySize;
+      ins.pfn = pfn + i * entryPages;
+      pt.setOp(ins, level, flags | cont);
     }
   }
 
@@ -861,8 +857,8 @@ export class Mm {
    * must be replaced, or reuse (just make it writable) when it is exclusively
    * owned. The caller has checked VM_WRITE.
    */
-  private wpFault(vma: Vma): boolean {
-    const hva = this.at.hva;
+  private wpFault(vma: Vma, at: HvaOp): boolean {
+    const hva = at.hva;
     const g = this.granule;
     const l = this.leaf;
     const f = l.flags;
@@ -871,18 +867,18 @@ export class Mm {
       const size = pow2(g.pmdShift);
       if (this.hugeZeroWrite === 'pmd-folio') {
         const n = this.notifier;
-        n.range.start = base;
-        n.range.end = base + size;
-        n.invalidateRangeStartReq();
+        this.range.start = base;
+        this.range.end = base + size;
+        n.invalidateRangeStartOp(this.range);
         const phys = this.phys;
-        const ok = phys.allocFolioReq(g.pmdShift - g.pageShift, false);
+        const ins = this.ins;
+        const ok = phys.allocFolioInto(g.pmdShift - g.pageShift, false, ins);
         if (ok) {
           this.stats.faultAllocs++;
           this.stats.cowBreaks++;
-          this.pt.reqHva = base;
-          this.pt.reqPfn = phys.reqPfn;
-          if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(POW2[g.pmdShift - g.pageShift]!);
-          this.pt.setReq(HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+          ins.hva = base;
+          if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsOp(ins, POW2[g.pmdShift - g.pageShift]!);
+          this.pt.setOp(ins, HOST_LEVEL_PMD, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
         }
         n.invalidateRangeEnd();
         if (ok) return true;
@@ -905,21 +901,21 @@ export class Mm {
       // wp_page_copy(): invalidate, allocate a private copy, install it writable.
       const base = l.base;
       const n = this.notifier;
-      n.range.start = base;
-      n.range.end = base + g.pageSize;
-      n.invalidateRangeStartReq();
+      this.range.start = base;
+      this.range.end = base + g.pageSize;
+      n.invalidateRangeStartOp(this.range);
       const phys = this.phys;
-      const ok = phys.allocFolioReq(0, false);
+      const ins = this.ins;
+      const ok = phys.allocFolioInto(0, false, ins);
       if (ok) {
         this.stats.faultAllocs++;
         this.stats.cowBreaks++;
         // copy_user_highpage(): the private copy starts with the old page's bytes (the zero
         // page has none; a private file page or a COW pfnmap page may).
-        if (phys.contents.pagesStored !== 0) phys.contents.copy(l.pfn, phys.reqPfn, 1);
-        this.pt.reqHva = base;
-        this.pt.reqPfn = phys.reqPfn;
-        if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsReq(1);
-        this.pt.setReq(HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
+        if (phys.contents.pagesStored !== 0) phys.contents.copy(l.pfn, ins.pfn, 1);
+        ins.hva = base;
+        if (vma.memType === MT_NORMAL_TAGGED) phys.mteSyncTagsOp(ins, 1);
+        this.pt.setOp(ins, HOST_LEVEL_PTE, HPTE_PRESENT | HPTE_WRITE | HPTE_OWNED);
       }
       n.invalidateRangeEnd();
       return ok;
@@ -927,14 +923,14 @@ export class Mm {
     if ((lf & HPTE_SPECIAL) !== 0) return false; // shared raw pfn that the driver mapped read-only
     // Exclusively owned page (anon, hugetlb, shmem): reuse, make writable.
     if ((lf & HPTE_CONT) !== 0 && vma.backing === 'hugetlb') {
-      const phys = this.phys;
-      phys.reqPfn = l.pfn;
-      phys.folioHeadReq();
-      this.at.pfn = phys.reqPfn;
-      this.setHugetlbEntries(vma.hugeShift, (lf | HPTE_WRITE) & ~HPTE_CONT);
+      const folio = this.head;
+      folio.pfn = l.pfn;
+      this.phys.folioHeadOp(folio, folio);
+      this.setHugetlbEntries(at, folio, vma.hugeShift, (lf | HPTE_WRITE) & ~HPTE_CONT);
     } else {
-      this.pt.reqHva = l.base;
-      this.pt.updateFlagsReq(l.level, HPTE_WRITE, 0xffff);
+      const ins = this.ins;
+      ins.hva = l.base;
+      this.pt.updateFlagsOp(ins, l.level, HPTE_WRITE, 0xffff);
     }
     return true;
   }
@@ -1011,5 +1007,5 @@ export class Mm {
 }
 
 const newHostLeafScratch: HostLeaf = newHostLeaf();
-/** The faultin result hostWrite() and populateVma() reuse (the VMM's own faults, not KVM's). */
-const hostWriteScratch: FaultinResult = newFaultinResult();
+/** The carrier hostWrite() and populateVma() reuse (the VMM's own faults, not KVM's). */
+const hostWriteScratch = new FollowPfn();

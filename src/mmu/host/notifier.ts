@@ -64,12 +64,8 @@ export class MmuNotifier {
   inProgress = 0;
   /** Counters. */
   readonly stats: NotifierStats = { invalidations: 0, clearYoungs: 0, racesFired: 0 };
-  /**
-   * The range of the event being sent. The host's hot callers fill it and call
-   * invalidateRangeStartReq(); invalidateRangeStart() and clearYoung() fill it from their
-   * arguments.
-   */
-  readonly range: MmuNotifierRange = { start: 0.5, end: 0.5 };
+  /** The range carrier invalidateRangeStart() and clearYoung() fill from their arguments. */
+  private readonly arg: MmuNotifierRange = { start: 0.5, end: 0.5 };
 
   private subscriber: MmuNotifierSubscriber | null = null;
   private raceMode = 0;
@@ -90,16 +86,20 @@ export class MmuNotifier {
    * unmap [hvaStart, hvaEnd).
    */
   invalidateRangeStart(hvaStart: number, hvaEnd: number): void {
-    this.range.start = hvaStart;
-    this.range.end = hvaEnd;
-    this.invalidateRangeStartReq();
+    this.arg.start = hvaStart;
+    this.arg.end = hvaEnd;
+    this.invalidateRangeStartOp(this.arg);
   }
 
-  /** invalidateRangeStart() of `range`, as already filled in. */
-  invalidateRangeStartReq(): void {
+  /**
+   * invalidateRangeStart() of a caller-owned range carrier (the host's hot callers: the
+   * bounds are hvas past 2^31, which V8 would box as arguments). The subscriber receives it
+   * by reference, as struct mmu_notifier_range.
+   */
+  invalidateRangeStartOp(range: MmuNotifierRange): void {
     this.inProgress++;
     this.stats.invalidations++;
-    if (this.subscriber !== null) this.subscriber.invalidateRange(this.range);
+    if (this.subscriber !== null) this.subscriber.invalidateRange(range);
   }
 
   /**
@@ -118,9 +118,9 @@ export class MmuNotifier {
    */
   clearYoung(hvaStart: number, hvaEnd: number): boolean {
     this.stats.clearYoungs++;
-    this.range.start = hvaStart;
-    this.range.end = hvaEnd;
-    return this.subscriber !== null && this.subscriber.clearYoung(this.range);
+    this.arg.start = hvaStart;
+    this.arg.end = hvaEnd;
+    return this.subscriber !== null && this.subscriber.clearYoung(this.arg);
   }
 
   /**

@@ -22,6 +22,7 @@
  */
 import { POW2, shl, shr, type HostGranule, pow2 } from './granule.js';
 import { PageContents } from './contents.js';
+import { HostOp, type PfnOp, type PfnResult } from './op.js';
 
 /** Page is part of an allocated folio (populated). */
 export const PS_ALLOCATED = 1 << 0;
@@ -102,14 +103,11 @@ export class PhysMem {
   private readonly bump: Float64Array;
   private readonly freeLists: PfnStack[] = [];
   private hugeZeroPfnValue = -1;
-  /**
-   * The pfn of the page-state operation being run. The fault path sets it and calls the
-   * `…Req` forms: RAM above 8 TiB (with 4K pages) has pfns past 2^31, and V8 boxes such a pfn
-   * into a new heap number at every call it does not inline, as an argument or a result. The
-   * pfn-taking methods are wrappers that set it. Some `…Req` forms move it (to the folio head,
-   * or to a new folio), as each says.
-   */
-  reqPfn = 0.5;
+  /** The carrier the pfn-taking forms fill (see the `…Op` forms). */
+  private readonly arg = new HostOp();
+  /** Scratch carriers of the internal steps: a folio head, a page of a run, a new block. */
+  private readonly head = new HostOp();
+  private readonly cur = new HostOp();
   /** Returns the pfn of the shared zero page (ZERO_PAGE(0)), or -1 if there is no RAM. */
   readonly zeroPfn: number = -1;
 
@@ -143,9 +141,10 @@ export class PhysMem {
     this.bump = new Float64Array(this.ramStart);
     for (let o = 0; o <= PS_ORDER_MASK; o++) this.freeLists.push(new PfnStack());
     // The shared zero page (empty_zero_page) lives in the kernel image, in RAM.
-    if (this.allocFolioReq(0, false)) {
-      this.orStateReq(PS_RESERVED | (this.mte ? PS_MTE_LOCK | PS_MTE_TAGGED : 0));
-      this.zeroPfn = this.reqPfn;
+    const z = this.cur;
+    if (this.allocFolioInto(0, false, z)) {
+      this.orStateOp(z, PS_RESERVED | (this.mte ? PS_MTE_LOCK | PS_MTE_TAGGED : 0));
+      this.zeroPfn = z.pfn;
     }
   }
 
@@ -154,23 +153,18 @@ export class PhysMem {
    * map (memblock memory not marked NOMAP). Binary search; allocates nothing.
    */
   pfnIsMapMemory(pfn: number): boolean {
-    this.reqPfn = pfn;
-    return this.pfnIsMapMemoryReq();
+    this.arg.pfn = pfn;
+    return this.pfnIsMapMemoryOp(this.arg);
   }
 
   /**
-   * pfnIsMapMemory() of `at.pfn`, for the fault path: device pfns (a GPU's memory at 64 TiB
-   * is pfn 2^34) are past the small-integer range, and V8 boxes a double argument at every
-   * call it does not inline.
+   * pfnIsMapMemory() of `op.pfn`. The page-state methods all have this form for the fault
+   * path: device pfns (a GPU's memory at 64 TiB is pfn 2^34) and RAM above 8 TiB are past the
+   * small-integer range, and V8 boxes a double argument at every call it does not inline. The
+   * pfn-taking forms fill a private carrier and call these.
    */
-  pfnIsMapMemoryAt(at: { readonly pfn: number }): boolean {
-    this.reqPfn = at.pfn;
-    return this.pfnIsMapMemoryReq();
-  }
-
-  /** pfnIsMapMemory() of reqPfn. */
-  private pfnIsMapMemoryReq(): boolean {
-    const pfn = this.reqPfn;
+  pfnIsMapMemoryOp(op: PfnOp): boolean {
+    const pfn = op.pfn;
     let lo = 0;
     let hi = this.ramStart.length - 1;
     while (lo <= hi) {
@@ -189,17 +183,18 @@ export class PhysMem {
    * RAM is exhausted.
    */
   hugeZeroPfn(): number {
-    return this.hugeZeroPfnReq() ? this.reqPfn : -1;
+    return this.hugeZeroPfnInto(this.arg) ? this.arg.pfn : -1;
   }
 
-  /** hugeZeroPfn() into reqPfn. Returns false if RAM is exhausted. */
-  hugeZeroPfnReq(): boolean {
+  /** hugeZeroPfn() into `out.pfn`. Returns false if RAM is exhausted. */
+  hugeZeroPfnInto(out: PfnResult): boolean {
     if (this.hugeZeroPfnValue < 0) {
-      if (!this.allocFolioReq(this.granule.pmdShift - this.granule.pageShift, false)) return false;
-      this.orStateReq(PS_RESERVED);
-      this.hugeZeroPfnValue = this.reqPfn;
+      const b = this.cur;
+      if (!this.allocFolioInto(this.granule.pmdShift - this.granule.pageShift, false, b)) return false;
+      this.orStateOp(b, PS_RESERVED);
+      this.hugeZeroPfnValue = b.pfn;
     }
-    this.reqPfn = this.hugeZeroPfnValue;
+    out.pfn = this.hugeZeroPfnValue;
     return true;
   }
 
@@ -221,16 +216,16 @@ export class PhysMem {
    * onto the free lists). Freed blocks are not coalesced.
    */
   allocFolio(order: number, hugetlb: boolean): number {
-    return this.allocFolioReq(order, hugetlb) ? this.reqPfn : -1;
+    return this.allocFolioInto(order, hugetlb, this.arg) ? this.arg.pfn : -1;
   }
 
-  /** allocFolio() with the head pfn left in reqPfn. Returns false when no RAM is left. */
-  allocFolioReq(order: number, hugetlb: boolean): boolean {
-    if (!this.takeBlockReq(order)) return false;
+  /** allocFolio() with the head pfn left in `out.pfn`. Returns false when no RAM is left. */
+  allocFolioInto(order: number, hugetlb: boolean, out: PfnResult): boolean {
+    if (!this.takeBlockInto(order, out)) return false;
     const n = POW2[order]!;
     const word = PS_ALLOCATED | (hugetlb ? PS_HUGETLB : 0) | (order << PS_ORDER_SHIFT);
-    this.fillStateReq(n, word, PS_HWPOISON);
-    this.orStateReq(PS_HEAD);
+    this.fillStateOp(out, n, word, PS_HWPOISON);
+    this.orStateOp(out, PS_HEAD);
     this.stats.allocatedPages += n;
     this.stats.zeroedPages += n;
     return true;
@@ -243,8 +238,9 @@ export class PhysMem {
    * Returns false (and records a warning) if pfn is not an allocated head.
    */
   freeFolio(pfn: number): boolean {
-    this.reqPfn = pfn;
-    const s = this.stateReq();
+    const op = this.arg;
+    op.pfn = pfn;
+    const s = this.stateOp(op);
     if ((s & PS_ALLOCATED) === 0 || (s & PS_HEAD) === 0) {
       this.warnings.push(`freeFolio: pfn 0x${pfn.toString(16)} is not an allocated folio head`);
       return false;
@@ -252,7 +248,7 @@ export class PhysMem {
     if ((s & PS_RESERVED) !== 0) return false;
     const order = (s >> PS_ORDER_SHIFT) & PS_ORDER_MASK;
     const n = pow2(order);
-    this.fillStateReq(n, 0, PS_HWPOISON);
+    this.fillStateOp(op, n, 0, PS_HWPOISON);
     this.stats.allocatedPages -= n;
     // The page allocator hands the pages out zeroed next time: their bytes die with the folio.
     if (this.contents.pagesStored !== 0) this.contents.drop(pfn, n);
@@ -262,13 +258,13 @@ export class PhysMem {
 
   /** Returns the raw 16-bit state word of a pfn (0 if never touched). */
   state(pfn: number): number {
-    this.reqPfn = pfn;
-    return this.stateReq();
+    this.arg.pfn = pfn;
+    return this.stateOp(this.arg);
   }
 
-  /** state() of reqPfn. */
-  private stateReq(): number {
-    const pfn = this.reqPfn;
+  /** state() of `op.pfn`. */
+  private stateOp(op: PfnOp): number {
+    const pfn = op.pfn;
     const c = this.chunk(Math.floor(pfn / CHUNK_PAGES), false);
     return c === undefined ? 0 : c[pfn & (CHUNK_PAGES - 1)]!;
   }
@@ -285,37 +281,37 @@ export class PhysMem {
 
   /** Models folio_pfn(page_folio(pfn)): the head pfn of the folio containing pfn. */
   folioHead(pfn: number): number {
-    this.reqPfn = pfn;
-    this.folioHeadReq();
-    return this.reqPfn;
+    this.arg.pfn = pfn;
+    this.folioHeadOp(this.arg, this.arg);
+    return this.arg.pfn;
   }
 
-  /** folioHead(): moves reqPfn to the head of its folio. */
-  folioHeadReq(): void {
-    const n = POW2[(this.stateReq() >> PS_ORDER_SHIFT) & PS_ORDER_MASK]!;
-    this.reqPfn = Math.floor(this.reqPfn / n) * n;
+  /** folioHead() of `op.pfn` into `out.pfn` (`out` may be `op`). */
+  folioHeadOp(op: PfnOp, out: PfnResult): void {
+    const n = POW2[(this.stateOp(op) >> PS_ORDER_SHIFT) & PS_ORDER_MASK]!;
+    out.pfn = Math.floor(op.pfn / n) * n;
   }
 
   /** Models folio_test_hugetlb(page_folio(pfn)). */
   folioTestHugetlb(pfn: number): boolean {
-    this.reqPfn = pfn;
-    return this.folioTestHugetlbReq();
+    this.arg.pfn = pfn;
+    return this.folioTestHugetlbOp(this.arg);
   }
 
-  /** folioTestHugetlb() of reqPfn. */
-  folioTestHugetlbReq(): boolean {
-    return (this.stateReq() & PS_HUGETLB) !== 0;
+  /** folioTestHugetlb() of `op.pfn`. */
+  folioTestHugetlbOp(op: PfnOp): boolean {
+    return (this.stateOp(op) & PS_HUGETLB) !== 0;
   }
 
   /** Models PageHWPoison(): true if the page is marked hardware-poisoned. */
   pageHwPoison(pfn: number): boolean {
-    this.reqPfn = pfn;
-    return this.pageHwPoisonReq();
+    this.arg.pfn = pfn;
+    return this.pageHwPoisonOp(this.arg);
   }
 
-  /** pageHwPoison() of reqPfn. */
-  pageHwPoisonReq(): boolean {
-    return (this.stateReq() & PS_HWPOISON) !== 0;
+  /** pageHwPoison() of `op.pfn`. */
+  pageHwPoisonOp(op: PfnOp): boolean {
+    return (this.stateOp(op) & PS_HWPOISON) !== 0;
   }
 
   /**
@@ -323,20 +319,20 @@ export class PhysMem {
    * page as hardware-poisoned. Poison survives freeing.
    */
   setHwPoison(pfn: number, poisoned: boolean): void {
-    this.reqPfn = pfn;
-    if (poisoned) this.orStateReq(PS_HWPOISON);
-    else this.andStateReq(~PS_HWPOISON);
+    this.arg.pfn = pfn;
+    if (poisoned) this.orStateOp(this.arg, PS_HWPOISON);
+    else this.andStateOp(this.arg, ~PS_HWPOISON);
   }
 
   /** Marks a page dirty (the effect of kvm_release_page_dirty / folio_mark_dirty). */
   setPageDirty(pfn: number): void {
-    this.reqPfn = pfn;
-    this.setPageDirtyReq();
+    this.arg.pfn = pfn;
+    this.setPageDirtyOp(this.arg);
   }
 
-  /** setPageDirty() of reqPfn. */
-  setPageDirtyReq(): void {
-    this.orStateReq(PS_DIRTY);
+  /** setPageDirty() of `op.pfn`. */
+  setPageDirtyOp(op: PfnOp): void {
+    this.orStateOp(op, PS_DIRTY);
   }
 
   /**
@@ -349,27 +345,27 @@ export class PhysMem {
    * kernel's VM_WARN_ON_ONCE does.
    */
   tryPageMteTagging(pfn: number): boolean {
-    this.reqPfn = pfn;
-    return this.tryPageMteTaggingReq();
+    this.arg.pfn = pfn;
+    return this.tryPageMteTaggingOp(this.arg);
   }
 
-  /** tryPageMteTagging() of reqPfn. */
-  tryPageMteTaggingReq(): boolean {
-    const s = this.stateReq();
+  /** tryPageMteTagging() of `op.pfn`. */
+  tryPageMteTaggingOp(op: PfnOp): boolean {
+    const s = this.stateOp(op);
     if ((s & PS_HUGETLB) !== 0) this.warnings.push('try_page_mte_tagging on a hugetlb page');
-    return this.tryLatchReq(s);
+    return this.tryLatchOp(op, s);
   }
 
   /** Models set_page_mte_tagged(): sets PG_mte_tagged (after the smp_wmb). */
   setPageMteTagged(pfn: number): void {
-    this.reqPfn = pfn;
-    this.setPageMteTaggedReq();
+    this.arg.pfn = pfn;
+    this.setPageMteTaggedOp(this.arg);
   }
 
-  /** setPageMteTagged() of reqPfn. */
-  setPageMteTaggedReq(): void {
-    if ((this.stateReq() & PS_HUGETLB) !== 0) this.warnings.push('set_page_mte_tagged on a hugetlb page');
-    this.orStateReq(PS_MTE_TAGGED);
+  /** setPageMteTagged() of `op.pfn`. */
+  setPageMteTaggedOp(op: PfnOp): void {
+    if ((this.stateOp(op) & PS_HUGETLB) !== 0) this.warnings.push('set_page_mte_tagged on a hugetlb page');
+    this.orStateOp(op, PS_MTE_TAGGED);
   }
 
   /** Models page_mte_tagged(): true once the page's tags are initialised. */
@@ -383,31 +379,33 @@ export class PhysMem {
    * tags and call folioSetHugetlbMteTagged(). Warns if the folio is not hugetlb.
    */
   folioTryHugetlbMteTagging(pfn: number): boolean {
-    this.reqPfn = pfn;
-    return this.folioTryHugetlbMteTaggingReq();
+    this.arg.pfn = pfn;
+    return this.folioTryHugetlbMteTaggingOp(this.arg);
   }
 
-  /** folioTryHugetlbMteTagging() of reqPfn's folio (reqPfn moves to the head). */
-  folioTryHugetlbMteTaggingReq(): boolean {
-    this.folioHeadReq();
-    const s = this.stateReq();
+  /** folioTryHugetlbMteTagging() of the folio of `op.pfn`. */
+  folioTryHugetlbMteTaggingOp(op: PfnOp): boolean {
+    const h = this.head;
+    this.folioHeadOp(op, h);
+    const s = this.stateOp(h);
     if ((s & PS_HUGETLB) === 0) this.warnings.push('folio_try_hugetlb_mte_tagging on a non-hugetlb folio');
-    return this.tryLatchReq(s);
+    return this.tryLatchOp(h, s);
   }
 
   /** Models folio_set_hugetlb_mte_tagged(): sets PG_mte_tagged on the folio head. */
   folioSetHugetlbMteTagged(pfn: number): void {
-    this.reqPfn = pfn;
-    this.folioSetHugetlbMteTaggedReq();
+    this.arg.pfn = pfn;
+    this.folioSetHugetlbMteTaggedOp(this.arg);
   }
 
-  /** folioSetHugetlbMteTagged() of reqPfn's folio (reqPfn moves to the head). */
-  folioSetHugetlbMteTaggedReq(): void {
-    this.folioHeadReq();
-    if ((this.stateReq() & PS_HUGETLB) === 0) {
+  /** folioSetHugetlbMteTagged() of the folio of `op.pfn`. */
+  folioSetHugetlbMteTaggedOp(op: PfnOp): void {
+    const h = this.head;
+    this.folioHeadOp(op, h);
+    if ((this.stateOp(h) & PS_HUGETLB) === 0) {
       this.warnings.push('folio_set_hugetlb_mte_tagged on a non-hugetlb folio');
     }
-    this.orStateReq(PS_MTE_TAGGED);
+    this.orStateOp(h, PS_MTE_TAGGED);
   }
 
   /** Models folio_test_hugetlb_mte_tagged(): PG_mte_tagged of the folio head. */
@@ -422,53 +420,53 @@ export class PhysMem {
    * unless the host has MTE.
    */
   mteSyncTags(pfn: number, nPages: number): void {
-    this.reqPfn = pfn;
-    this.mteSyncTagsReq(nPages);
+    this.arg.pfn = pfn;
+    this.mteSyncTagsOp(this.arg, nPages);
   }
 
-  /** mteSyncTags() of the nPages from reqPfn (which moves). */
-  mteSyncTagsReq(nPages: number): void {
+  /** mteSyncTags() of the nPages from `op.pfn`. */
+  mteSyncTagsOp(op: PfnOp, nPages: number): void {
     if (!this.mte) return;
-    const pfn = this.reqPfn;
-    if (this.folioTestHugetlbReq()) {
-      if (this.folioTryHugetlbMteTaggingReq()) {
-        for (let i = 0; i < nPages; i++) this.mteClearPageTagsReq();
-        this.reqPfn = pfn;
-        this.folioSetHugetlbMteTaggedReq();
+    const pfn = op.pfn;
+    if (this.folioTestHugetlbOp(op)) {
+      if (this.folioTryHugetlbMteTaggingOp(op)) {
+        for (let i = 0; i < nPages; i++) this.mteClearPageTagsOp(op);
+        this.folioSetHugetlbMteTaggedOp(op);
       }
       return;
     }
+    const p = this.cur;
     for (let i = 0; i < nPages; i++) {
-      this.reqPfn = pfn + i;
-      if (this.tryPageMteTaggingReq()) {
-        this.mteClearPageTagsReq();
-        this.setPageMteTaggedReq();
+      p.pfn = pfn + i;
+      if (this.tryPageMteTaggingOp(p)) {
+        this.mteClearPageTagsOp(p);
+        this.setPageMteTaggedOp(p);
       }
     }
   }
 
   /** Models mte_clear_page_tags(page_address(pfn)): counts one page of tags cleared. */
   mteClearPageTags(pfn: number): void {
-    this.reqPfn = pfn;
-    this.mteClearPageTagsReq();
+    this.arg.pfn = pfn;
+    this.mteClearPageTagsOp(this.arg);
   }
 
-  /** mteClearPageTags() of reqPfn. */
-  mteClearPageTagsReq(): void {
+  /** mteClearPageTags() of `op.pfn`. */
+  mteClearPageTagsOp(_op: PfnOp): void {
     this.stats.mteTagClears++;
   }
 
   // ---- internals -------------------------------------------------------------
 
-  /** The try-tagging latch of reqPfn, whose state word is `s`. */
-  private tryLatchReq(s: number): boolean {
+  /** The try-tagging latch of `op.pfn`, whose state word is `s`. */
+  private tryLatchOp(op: PfnOp, s: number): boolean {
     if ((s & PS_MTE_LOCK) === 0) {
-      this.orStateReq(PS_MTE_LOCK);
+      this.orStateOp(op, PS_MTE_LOCK);
       return true;
     }
     if ((s & PS_MTE_TAGGED) === 0) {
       this.warnings.push(
-        `MTE lock held without PG_mte_tagged on pfn 0x${this.reqPfn.toString(16)}: would spin forever`,
+        `MTE lock held without PG_mte_tagged on pfn 0x${op.pfn.toString(16)}: would spin forever`,
       );
     }
     return false;
@@ -487,21 +485,21 @@ export class PhysMem {
     return c;
   }
 
-  private orStateReq(bits: number): void {
-    const pfn = this.reqPfn;
+  private orStateOp(op: PfnOp, bits: number): void {
+    const pfn = op.pfn;
     const c = this.chunk(Math.floor(pfn / CHUNK_PAGES), true) as Uint16Array;
     c[pfn & (CHUNK_PAGES - 1)] |= bits;
   }
 
-  private andStateReq(mask: number): void {
-    const pfn = this.reqPfn;
+  private andStateOp(op: PfnOp, mask: number): void {
+    const pfn = op.pfn;
     const c = this.chunk(Math.floor(pfn / CHUNK_PAGES), false);
     if (c !== undefined) c[pfn & (CHUNK_PAGES - 1)] &= mask;
   }
 
-  /** Sets n words starting at reqPfn to `word`, preserving the `keep` bits. */
-  private fillStateReq(n: number, word: number, keep: number): void {
-    let p = this.reqPfn;
+  /** Sets n words starting at `op.pfn` to `word`, preserving the `keep` bits. */
+  private fillStateOp(op: PfnOp, n: number, word: number, keep: number): void {
+    let p = op.pfn;
     const end = p + n;
     while (p < end) {
       const key = Math.floor(p / CHUNK_PAGES);
@@ -516,22 +514,21 @@ export class PhysMem {
     }
   }
 
-  /** Takes a free block of 2^order pages into reqPfn. Returns false when there is none. */
-  private takeBlockReq(order: number): boolean {
+  /** Takes a free block of 2^order pages into `out.pfn`. Returns false when there is none. */
+  private takeBlockInto(order: number, out: PfnResult): boolean {
     if (order > PS_ORDER_MASK) return false;
     const list = this.freeLists[order];
     if (list.length > 0) {
-      list.popInto(this);
+      list.popInto(out);
       return true;
     }
     for (let k = order + 1; k <= PS_ORDER_MASK; k++) {
       const big = this.freeLists[k];
       if (big.length === 0) continue;
-      big.popInto(this);
-      const pfn = this.reqPfn;
+      big.popInto(out);
+      const pfn = out.pfn;
       // Keep the first 2^order pages; return the rest as aligned buddies.
       for (let j = k - 1; j >= order; j--) this.freeLists[j].push(pfn + POW2[j]!);
-      this.reqPfn = pfn;
       return true;
     }
     const n = POW2[order]!;
@@ -541,7 +538,7 @@ export class PhysMem {
       if (start + n <= this.ramEnd[r]) {
         this.releaseGap(cur, start);
         this.bump[r] = start + n;
-        this.reqPfn = start;
+        out.pfn = start;
         return true;
       }
     }
@@ -584,8 +581,8 @@ class PfnStack {
     this.items[this.length++] = pfn;
   }
 
-  /** Pops the top pfn into `to.reqPfn` (the stack must not be empty): no double is returned. */
-  popInto(to: { reqPfn: number }): void {
-    to.reqPfn = this.items[--this.length]!;
+  /** Pops the top pfn into `to.pfn` (the stack must not be empty): no double is returned. */
+  popInto(to: PfnResult): void {
+    to.pfn = this.items[--this.length]!;
   }
 }

@@ -9,6 +9,7 @@
  * does not use) so every flag works with 32-bit bitwise operators.
  */
 import { produce } from 'immer';
+import { HostOp, type HvaOp } from './op.js';
 
 /** VM_READ. */
 export const VM_READ = 0x1;
@@ -125,17 +126,17 @@ export const EMPTY_VMA_SET: VmaSet = { generation: 0, vmas: [] };
  */
 export function vmaLookup(set: VmaSet, hva: number): Vma | undefined {
   lookupScratch.hva = hva;
-  return vmaLookupReq(set, lookupScratch);
+  return vmaLookupOp(set, lookupScratch);
 }
 
-const lookupScratch = { hva: 0.5 };
+const lookupScratch = new HostOp();
 
 /**
- * vmaLookup() of `at.hva`: the fault path's form, which takes the address in a field (a
+ * vmaLookup() of `op.hva`: the fault path's form, which takes the address in a carrier (a
  * double argument would be boxed into a new heap number at every call V8 does not inline).
  */
-export function vmaLookupReq(set: VmaSet, at: { readonly hva: number }): Vma | undefined {
-  const hva = at.hva;
+export function vmaLookupOp(set: VmaSet, op: HvaOp): Vma | undefined {
+  const hva = op.hva;
   const v = set.vmas;
   let lo = 0;
   let hi = v.length - 1;
