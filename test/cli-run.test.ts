@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -196,4 +197,58 @@ describe('s2emu run: the readable report', () => {
       .find((l) => /^ {2}\[\d+\]/.test(l))!;
     expect(header).toContain('dirty log get-and-clear');
   });
+});
+
+describe('s2emu run: what the report shows of the cost and of long runs', () => {
+  it('puts whole-I-cache invalidations on the cost line (an exec of a 1G block without DIC)', () => {
+    const text = scenarioText({
+      cpu: { profile: 'kunpeng-920' },
+      physical: [{ base: '0x4000_0000', size: '4G', type: 'ram' }],
+      vmas: [
+        {
+          name: 'ram',
+          start: '0x7f00_0000_0000',
+          size: '1G',
+          backing: 'hugetlb',
+          hugePage: '1G',
+          prot: 'rwx',
+        },
+      ],
+      memslots: [{ slot: 0, gpa: '0x4000_0000', size: '1G', vma: 'ram' }],
+      steps: [{ access: 'exec', ipa: '0x4000_0000' }],
+    });
+    const r = s2emu(['run', '-', '--no-color'], text);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/cost: .*1 whole-I-cache invalidation\(s\)/);
+  });
+
+  it('shows a progress bar with rate and time left on a terminal, and none when piped or --quiet', () => {
+    // A run of several seconds: 16 GiB written at 4K stride (4M accesses).
+    const text = scenarioText({
+      physical: [{ base: '0x8000_0000', size: '32G', type: 'ram' }],
+      vmas: [{ name: 'ram', start: '0x7f00_0000_0000', size: '16G', backing: 'anon', prot: 'rw' }],
+      memslots: [{ slot: 0, gpa: '0x4000_0000', size: '16G', vma: 'ram' }],
+      steps: [{ touch: { from: '0x4000_0000', size: '16G', stride: '4K', access: 'write' } }],
+    });
+    const file = join(mkdtempSync(join(tmpdir(), 's2emu-progress-')), 'long.json');
+    writeFileSync(file, text);
+    const cmd = (extra: string) =>
+      `"${process.execPath}" --import tsx src/cli/main.ts run ${file} --no-color --no-audit ${extra} >/dev/null`;
+    // `script` gives the command a terminal for standard error.
+    const tty = spawnSync('script', ['-qec', cmd(''), '/dev/null'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(tty.status).toBe(0);
+    expect(tty.stdout).toMatch(/running \[.*\] \d+% [\d,]+\/4194304 accesses, [\d,]+\/s, .* left/);
+    const quiet = spawnSync('script', ['-qec', cmd('--quiet'), '/dev/null'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(quiet.stdout).not.toContain('running [');
+    const piped = s2emu(['run', file, '--no-color', '--no-audit']);
+    expect(piped.stderr).toBe('');
+  }, 180_000);
 });

@@ -43,3 +43,16 @@ describe.runIf(haveDist)('the built package (dist)', () => {
     }
   });
 });
+
+describe.runIf(haveDist)('source maps in the package', () => {
+  it('carry the TypeScript sources (sourcesContent), so a consumer debugs the .ts', () => {
+    for (const f of ['index.js', 'mmu/fault.js', 'cli/app.js']) {
+      const map = JSON.parse(readFileSync(join(root, 'dist', f + '.map'), 'utf8')) as {
+        sources: string[];
+        sourcesContent?: string[];
+      };
+      expect(map.sources[0], f).toMatch(/\.ts$/);
+      expect(map.sourcesContent?.[0], f).toContain('export');
+    }
+  });
+});

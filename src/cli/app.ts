@@ -156,9 +156,15 @@ function onStdoutError(e: NodeJS.ErrnoException): void {
   process.exit(1);
 }
 
+/** Whether the EPIPE handler is installed (once per process, however often cli() runs). */
+let stdoutWatched = false;
+
 /** Entry point: maps errors to messages and exit statuses. */
 export function cli(argv: string[]): void {
-  process.stdout.on('error', onStdoutError);
+  if (!stdoutWatched) {
+    process.stdout.on('error', onStdoutError);
+    stdoutWatched = true;
+  }
   const debug = argv.includes('--debug');
   try {
     process.exitCode = main(argv);
