@@ -1,6 +1,7 @@
 /**
- * kvm_handle_guest_abort() (arch/arm64/kvm/mmu.c, v6.17): the stage-2 abort handler, the MMIO / read-only-slot path and io_mem_abort(), the access-flag path,
- * and the exceptions KVM injects.
+ * kvm_handle_guest_abort() (arch/arm64/kvm/mmu.c, v6.17): the stage-2 abort handler, the
+ * MMIO / read-only-slot path and io_mem_abort(), the access-flag path, and the exceptions
+ * KVM injects.
  */
 
 import { EFAULT, ENOEXEC, ENOSYS } from '../pgtable/descriptor.js';

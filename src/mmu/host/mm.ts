@@ -187,7 +187,7 @@ export class Mm {
 
   /**
    * Models mmap() of one VMA (plus remap_pfn_range / hugetlbfs / memfd setup
-   * and UFFDIO_REGISTER as the spec asks). Adds VM_HUGETLB for hugetlb,
+   * and UFFDIO_REGISTER, as a scenario's `vmas` ask). Adds VM_HUGETLB for hugetlb,
    * VM_MTE for a MT_NORMAL_TAGGED memory type (PROT_MTE),
    * VM_PFNMAP|VM_IO for pfnmap (as remap_pfn_range does), VM_MIXEDMAP for
    * mixedmap and VM_UFFD_MISSING for userfaultfd. pfnmap/mixedmap entries are
