@@ -14,7 +14,13 @@ import { KERNEL_NAMES } from '../mmu/kernel.js';
 import type { KernelName } from '../mmu/kernel.js';
 import { ScenarioError, formatIssue } from '../scenario/errors.js';
 import { parseScenarioText } from '../scenario/parse.js';
-import { ScenarioRunner, accessJson, countAccesses, uffdEventJson } from '../scenario/run.js';
+import {
+  ScenarioRunError,
+  ScenarioRunner,
+  accessJson,
+  countAccesses,
+  uffdEventJson,
+} from '../scenario/run.js';
 import type { RunSummary } from '../scenario/run.js';
 import type { Scenario } from '../scenario/types.js';
 import { CliInputError, readInput } from './errors.js';
@@ -132,7 +138,10 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
       ...(tty ? { progress, progressEvery: 16384 } : {}),
     });
   } catch (e) {
-    throw new CliInputError(`${where}: ${(e as Error).message}`);
+    // What the host refuses to build from a valid file (a VMA mmap() refuses) is the input's
+    // fault; anything else thrown here is a bug, reported as an internal error.
+    if (e instanceof ScenarioRunError) throw new CliInputError(`${where}: ${e.message}`);
+    throw e;
   }
   const stopBar = (): void => {
     if (bar !== null) (bar as cliProgress.SingleBar).stop();
