@@ -753,15 +753,24 @@ export class Stage2PageTable {
   }
 
   /**
+   * The argument-taking forms' check of [addr, addr + size), filled into this table's own
+   * operand object for the `…Op` form. Returns the operand.
+   */
+  private rangeArgs(fn: string, addr: number, size: number): S2Op {
+    checkAddr(fn, 'addr', addr);
+    checkSize(fn, 'size', size);
+    const o = this.args;
+    o.addr = addr;
+    o.size = size;
+    return o;
+  }
+
+  /**
    * kvm_pgtable_stage2_unmap(): removes every leaf the range touches (whole blocks, no
    * split) and frees tables left empty. Returns 0 or a walk error (−ERANGE).
    */
   unmap(addr: number, size: number): number {
-    checkAddr('pgt.unmap', 'addr', addr);
-    checkSize('pgt.unmap', 'size', size);
-    const o = this.args;
-    o.addr = addr;
-    o.size = size;
+    const o = this.rangeArgs('pgt.unmap', addr, size);
     return this.unmapOp(o);
   }
 
@@ -905,11 +914,7 @@ export class Stage2PageTable {
    * caller flushes). Returns 0 or a walk error.
    */
   wrprotect(addr: number, size: number): number {
-    checkAddr('pgt.wrprotect', 'addr', addr);
-    checkSize('pgt.wrprotect', 'size', size);
-    const o = this.args;
-    o.addr = addr;
-    o.size = size;
+    const o = this.rangeArgs('pgt.wrprotect', addr, size);
     return this.wrprotectOp(o);
   }
 
@@ -991,12 +996,8 @@ export class Stage2PageTable {
    * with `mkold`, clears it. No TLBI (the MMU notifier's caller flushes). Returns the test.
    */
   testClearYoung(addr: number, size: number, mkold: boolean): boolean {
-    checkAddr('pgt.testClearYoung', 'addr', addr);
-    checkSize('pgt.testClearYoung', 'size', size);
     checkBool('pgt.testClearYoung', 'mkold', mkold);
-    const o = this.args;
-    o.addr = addr;
-    o.size = size;
+    const o = this.rangeArgs('pgt.testClearYoung', addr, size);
     return this.testClearYoungOp(o, mkold);
   }
 
@@ -1025,11 +1026,7 @@ export class Stage2PageTable {
    * at once (the guest cannot make its memory non-cacheable). Returns 0 or a walk error.
    */
   flush(addr: number, size: number): number {
-    checkAddr('pgt.flush', 'addr', addr);
-    checkSize('pgt.flush', 'size', size);
-    const o = this.args;
-    o.addr = addr;
-    o.size = size;
+    const o = this.rangeArgs('pgt.flush', addr, size);
     return this.flushOp(o);
   }
 
@@ -1141,12 +1138,8 @@ export class Stage2PageTable {
    * block's R/W/X and software bits. Returns 0, −ENOMEM (cache too small) or −EINVAL.
    */
   split(addr: number, size: number, mc: MemCache): number {
-    checkAddr('pgt.split', 'addr', addr);
-    checkSize('pgt.split', 'size', size);
     if (!(mc instanceof MemCache)) badArgument('pgt.split', 'mc', 'a MemCache', mc);
-    const o = this.args;
-    o.addr = addr;
-    o.size = size;
+    const o = this.rangeArgs('pgt.split', addr, size);
     return this.splitOp(o, mc);
   }
 
