@@ -84,50 +84,105 @@ function replayCommand(
   return 0;
 }
 
-/** Runs the CLI with `argv` (without node and the script). Returns the exit status. */
-export function main(argv: string[]): number {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: 'boolean' },
-      kernel: { type: 'string' },
-      'no-color': { type: 'boolean' },
-      'no-audit': { type: 'boolean' },
-      'allow-errors': { type: 'boolean' },
-      'max-accesses': { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-      version: { type: 'boolean', short: 'V' },
-      debug: { type: 'boolean' },
+/**
+ * One command of the CLI: its one-line usage, and its handler, which receives the arguments
+ * after the command name (options included: each command parses its own with parseArgs,
+ * strict) and the options every command shares. Returns the exit status.
+ */
+export interface CliCommand {
+  usage: string;
+  run(args: string[], common: CommonOptions): number;
+}
+
+/** The options every command accepts (parsed before dispatch). */
+export interface CommonOptions {
+  /** Colour output (not --no-color, and the terminal supports it). */
+  color: boolean;
+  /** --debug: print the stack of an internal error. */
+  debug: boolean;
+}
+
+/** The options of `run`. */
+const RUN_OPTIONS = {
+  json: { type: 'boolean' },
+  kernel: { type: 'string' },
+  'no-audit': { type: 'boolean' },
+  'allow-errors': { type: 'boolean' },
+  'max-accesses': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+} as const;
+
+/**
+ * The commands, by name. A new command adds one entry here (its handler lives in its own
+ * module under src/cli) and one line to USAGE.
+ */
+export const COMMANDS: Record<string, CliCommand> = {
+  replay: {
+    usage: 'replay FILE|-',
+    run(args) {
+      const { values, positionals } = parseArgs({
+        args,
+        allowPositionals: true,
+        strict: true,
+        options: RUN_OPTIONS,
+      });
+      return replayCommand(positionals, values);
     },
-  });
-  const [cmd, ...rest] = positionals;
-  if (values.version) {
-    process.stdout.write(`s2emu ${s2emuVersion()}\n`);
-    return 0;
-  }
-  if (values.help || cmd === undefined || cmd === 'help') {
-    process.stdout.write(USAGE);
-    return cmd === undefined && !values.help ? 2 : 0;
-  }
-  switch (cmd) {
-    case 'replay':
-      return replayCommand(rest, values);
-    case 'run':
-      return runCommand(rest, {
+  },
+  run: {
+    usage: 'run FILE [--json] [--kernel V]',
+    run(args, common) {
+      const { values, positionals } = parseArgs({
+        args,
+        allowPositionals: true,
+        strict: true,
+        options: RUN_OPTIONS,
+      });
+      return runCommand(positionals, {
         json: values.json ?? false,
         kernel: values.kernel,
-        color: !(values['no-color'] ?? false) && pc.isColorSupported,
+        color: common.color,
         audit: !(values['no-audit'] ?? false),
         allowErrors: values['allow-errors'] ?? false,
         quiet: values.quiet ?? false,
         ...(values['max-accesses'] !== undefined ? { maxAccesses: maxAccesses(values['max-accesses']) } : {}),
       });
-    default:
-      throw new CliInputError(`unknown command '${cmd}' (expected replay, run or help)`);
+    },
+  },
+};
+
+/** The options accepted anywhere on the line, whatever the command. */
+const GLOBAL_FLAGS = new Set(['--no-color', '--debug', '--help', '-h', '--version', '-V']);
+
+/** Runs the CLI with `argv` (without node and the script). Returns the exit status. */
+export function main(argv: string[]): number {
+  // The command is the first argument that is not a global flag; global flags may come
+  // anywhere and are removed before the command parses its own options.
+  const rest = argv.filter((a) => !GLOBAL_FLAGS.has(a));
+  const has = (...f: string[]): boolean => argv.some((a) => f.includes(a));
+  const cmd = rest[0]?.startsWith('-') ? undefined : rest[0];
+  if (has('--version', '-V')) {
+    process.stdout.write(`s2emu ${s2emuVersion()}\n`);
+    return 0;
   }
+  if (has('--help', '-h') || cmd === undefined || cmd === 'help') {
+    if (cmd === undefined && rest.length > 0) {
+      // An option before any command: let parseArgs name it, as it would after one.
+      parseArgs({ args: rest, allowPositionals: true, strict: true, options: {} });
+    }
+    process.stdout.write(USAGE);
+    return cmd === undefined && !has('--help', '-h') ? 2 : 0;
+  }
+  const command = COMMANDS[cmd];
+  if (command === undefined || !Object.hasOwn(COMMANDS, cmd))
+    throw new CliInputError(
+      `unknown command '${cmd}' (expected ${Object.keys(COMMANDS).join(', ')} or help)`,
+    );
+  const common: CommonOptions = {
+    color: !has('--no-color') && pc.isColorSupported,
+    debug: has('--debug'),
+  };
+  return command.run(rest.slice(1), common);
 }
 
 /** `--max-accesses N`: a positive whole number (decimal or 0x hex). */
