@@ -14,7 +14,13 @@ export default tseslint.config(
   },
   {
     // The platform-free core: no Node imports (style guide: a core with no Node imports).
-    files: ['src/pgtable/**/*.ts', 'src/mmu/**/*.ts', 'src/scenario/**/*.ts'],
+    files: [
+      'src/pgtable/**/*.ts',
+      'src/mmu/**/*.ts',
+      'src/scenario/**/*.ts',
+      'src/replay/**/*.ts',
+      'src/trace/**/*.ts',
+    ],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['node:*', 'fs', 'path', 'util', 'process'] }],
     },

@@ -18,7 +18,8 @@ import {
 } from '../src/mmu/cost.js';
 import type { Vma } from '../src/mmu/host/vma.js';
 import { vmaByName } from '../src/mmu/host/vma.js';
-import { ACC_READ, ACC_WRITE, AccessOp, AccessResult, OUT_DONE, Vcpu } from '../src/mmu/vcpu.js';
+import { AccessOp, AccessResult, OUT_DONE, Vcpu } from '../src/mmu/vcpu.js';
+import { ACC_READ, ACC_WRITE } from '../src/mmu/access.js';
 import type { Kvm } from '../src/mmu/vm.js';
 import { parseScenario } from '../src/scenario/parse.js';
 import { ScenarioRunner } from '../src/scenario/run.js';
@@ -80,6 +81,8 @@ interface FaultSpec {
   gpa?: number;
   /** Where the host's RAM starts (default RAM_BASE, 4 GiB). */
   ramBase?: number;
+  /** Run with the stage-2 write journal on (src/pgtable/journal.ts); reset untimed per batch. */
+  journal?: boolean;
 }
 
 /**
@@ -129,7 +132,7 @@ function buildScenario(spec: FaultSpec): ScenarioRunner {
     memslots: [{ slot: 0, gpa: '0x' + (spec.gpa ?? IPA).toString(16), size: String(spec.size), vma: 'm' }],
     steps: [],
   });
-  const runner = new ScenarioRunner(s);
+  const runner = new ScenarioRunner(s, { journal: spec.journal ?? false });
   runner.run(); // creates the memslot
   return runner;
 }
@@ -204,6 +207,8 @@ function resetState(s: FaultState): void {
       break;
   }
   kvm.totals.reset();
+  // The journal keeps every write: start each batch empty (its growth is not what is timed).
+  if (kvm.pgt.journal !== null) kvm.pgt.journal.reset();
 }
 
 /** Prepares the state a case's first reset expects (memory faulted in, logging on). */
@@ -311,6 +316,19 @@ export function faultCases(quick: boolean): BenchCase<FaultState>[] {
       pattern: 'write',
       reset: 'unmap',
       what: 'a 4K anonymous write fault',
+    },
+    // The same faults with the write journal on (time travel; docs/time-travel.md): its cost.
+    {
+      name: 'fault/grace/anon-4K-write-in-order-journal',
+      cpu: grace,
+      cpuLabel: 'grace',
+      vma: anon,
+      size: anonSize,
+      stride: 4 * KIB,
+      pattern: 'write',
+      reset: 'unmap',
+      what: 'a 4K anonymous write fault, journaled',
+      journal: true,
     },
     {
       name: 'fault/grace/anon-4K-write-random',

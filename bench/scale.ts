@@ -23,7 +23,8 @@ import {
 import { CPU_PRESETS } from '../src/mmu/cpu.js';
 import { CostBreakdown, costShapeOf, formatBreakdown, formatNs, modelledCost } from '../src/mmu/cost.js';
 import { MT_NORMAL, VM_MAYWRITE, VM_READ, VM_WRITE } from '../src/mmu/host/vma.js';
-import { ACC_WRITE, AccessResult, OUT_DONE, Vcpu } from '../src/mmu/vcpu.js';
+import { AccessResult, OUT_DONE, Vcpu } from '../src/mmu/vcpu.js';
+import { ACC_WRITE } from '../src/mmu/access.js';
 import { Kvm } from '../src/mmu/vm.js';
 
 const TIB = 2 ** 40;

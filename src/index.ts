@@ -81,17 +81,6 @@ export {
   KVM_PGTABLE_PROT_SW_MASK,
   KVM_PGTABLE_PROT_RW,
   KVM_PGTABLE_PROT_RWX,
-  EPERM,
-  ENOENT,
-  EAGAIN,
-  ENOMEM,
-  EFAULT,
-  EINVAL,
-  ERANGE,
-  E2BIG,
-  ENOSYS,
-  ENOEXEC,
-  errnoName,
   pteValid,
   pteIsTable,
   pteIsCounted,
@@ -109,6 +98,19 @@ export {
   hexAddr,
   toBigInt,
 } from './pgtable/descriptor.js';
+export {
+  EPERM,
+  ENOENT,
+  EAGAIN,
+  ENOMEM,
+  EFAULT,
+  EINVAL,
+  ERANGE,
+  E2BIG,
+  ENOSYS,
+  ENOEXEC,
+  errnoName,
+} from './pgtable/errno.js';
 export type { AttrOut, LeafBuild, LeafOut } from './pgtable/descriptor.js';
 export {
   MT_S2_NORMAL,
@@ -197,6 +199,18 @@ export {
   Stage2PageTable,
 } from './pgtable/stage2.js';
 export type { Stage2Options } from './pgtable/stage2.js';
+export {
+  Journal,
+  JournalEntry,
+  JOURNAL_SITE_SET,
+  JOURNAL_SITE_MAKE,
+  JOURNAL_SITE_INSTALL,
+  JOURNAL_SITE_UNMAP,
+  JOURNAL_SITE_FREE,
+  JOURNAL_SITE_HW_AF,
+  JOURNAL_SITE_NAMES,
+} from './pgtable/journal.js';
+export type { JournalBase } from './pgtable/journal.js';
 export { DOUBLE_FIELD, S2Op } from './pgtable/op.js';
 export {
   ACCESS_READ,
@@ -210,7 +224,12 @@ export {
   HwWalkResult,
   HwWalker,
 } from './pgtable/hwwalk.js';
-export type { AccessKind as HwAccessKind, HwWalkerOptions, Translation } from './pgtable/hwwalk.js';
+export type {
+  AccessKind as HwAccessKind,
+  HwFaultClass,
+  HwWalkerOptions,
+  Translation,
+} from './pgtable/hwwalk.js';
 export { auditStage2, collectLeaves } from './pgtable/audit.js';
 export type { LeafInfo, AuditOptions } from './pgtable/audit.js';
 
@@ -219,7 +238,8 @@ export { CPU_PRESETS, resolveCpu, kvmSupportsCacheablePfnmap } from './mmu/cpu.j
 export type { CpuFeatures, CpuPreset, CpuSpec } from './mmu/cpu.js';
 export { KERNELS } from './mmu/kernel.js';
 export type { KernelModel, KernelName } from './mmu/kernel.js';
-export { Kvm, AccessStats } from './mmu/vm.js';
+export { Kvm } from './mmu/vm.js';
+export { AccessStats } from './mmu/stats.js';
 export type { KvmOptions, Diagnostic } from './mmu/vm.js';
 export { COST_CAUSES, CostBreakdown, modelledCost, formatNs, formatBreakdown } from './mmu/cost.js';
 export type { CostCause, CostParams, CostShape } from './mmu/cost.js';
@@ -249,16 +269,6 @@ export {
   Vcpu,
   AccessResult,
   AccessOp,
-  ACC_READ,
-  ACC_WRITE,
-  ACC_EXEC,
-  ACC_CAS,
-  ACC_LD_PREIDX,
-  ACC_ST_PREIDX,
-  ACC_DC_ZVA,
-  ACC_DC_CIVAC,
-  ACC_AT,
-  ACCESS_NAMES,
   OUT_DONE,
   OUT_MMIO,
   OUT_NISV,
@@ -271,6 +281,18 @@ export {
   OUTCOME_NAMES,
   LIVELOCK_FAULTS,
 } from './mmu/vcpu.js';
+export {
+  ACC_READ,
+  ACC_WRITE,
+  ACC_EXEC,
+  ACC_CAS,
+  ACC_LD_PREIDX,
+  ACC_ST_PREIDX,
+  ACC_DC_ZVA,
+  ACC_DC_CIVAC,
+  ACC_AT,
+  ACCESS_NAMES,
+} from './mmu/access.js';
 export type { FaultRecord } from './mmu/vcpu.js';
 export { GuestStage1, Stage1Walk, S1_FAULT_NAMES } from './mmu/stage1.js';
 export type { Stage1Config, Stage1Mapping, Stage1LeafAlias, Stage1TablePage } from './mmu/stage1.js';
@@ -311,12 +333,12 @@ export type {
   Scenario,
   Step,
   StepCommon,
-  Vma as ScenarioVma,
+  ScenarioVma,
   VmaCommon as ScenarioVmaCommon,
   MemoryVma,
   HugetlbVma,
   PhysVma,
-  Memslot as ScenarioMemslot,
+  ScenarioMemslot,
   AccessStep,
   TouchStep,
   HostUnmapStep,
@@ -340,9 +362,9 @@ export type {
   VmConfig,
   AccessKind as ScenarioAccessKind,
   AddressSpace,
-  CpuFeatures as ScenarioCpuFeatures,
+  ScenarioCpuFeatures,
   DirtyLogOp,
-  GuestStage1 as ScenarioGuestStage1,
+  ScenarioGuestStage1,
   HostMapping,
   MemType,
   MmioWrites,
@@ -384,3 +406,8 @@ export type { DescriptorJson, DescriptorKind, WalkJson } from './views/index.js'
 export type { DescriptorContext, Perms, ShareName } from './views/descriptor.js';
 export type { AccessName, FaultName } from './views/walk.js';
 export type { TextView } from './views/hooks.js';
+export { TimeTravel } from './views/timetravel.js';
+export type { DescriptorChange, DescriptorVisit } from './views/timetravel.js';
+export { Provenance } from './mmu/provenance.js';
+export type { ProvenanceRecord } from './mmu/provenance.js';
+export { formatProvenance, provenanceLine, provenanceLines } from './views/provenance.js';

@@ -6,12 +6,14 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { ACC_AT, ACC_WRITE, AccessResult, Vcpu } from '../src/mmu/vcpu.js';
+import { AccessResult, Vcpu } from '../src/mmu/vcpu.js';
+import { ACC_AT, ACC_WRITE } from '../src/mmu/access.js';
 import { CPU_PRESETS } from '../src/mmu/cpu.js';
 import { Kvm } from '../src/mmu/vm.js';
 import type { KvmOptions } from '../src/mmu/vm.js';
 import { VM_MAYWRITE, VM_READ, VM_WRITE } from '../src/mmu/host/vma.js';
-import { ERANGE, KVM_PGTABLE_PROT_RWX } from '../src/pgtable/descriptor.js';
+import { KVM_PGTABLE_PROT_RWX } from '../src/pgtable/descriptor.js';
+import { ERANGE } from '../src/pgtable/errno.js';
 import { MemCache } from '../src/pgtable/pool.js';
 import { LeafResult, Stage2PageTable } from '../src/pgtable/stage2.js';
 

@@ -14,7 +14,7 @@ import {
   modelledCost,
 } from '../src/mmu/cost.js';
 import type { CostParams } from '../src/mmu/cost.js';
-import { AccessStats } from '../src/mmu/vm.js';
+import { AccessStats } from '../src/mmu/stats.js';
 import { parseScenario } from '../src/scenario/parse.js';
 import { ScenarioRunner, accessJson } from '../src/scenario/run.js';
 import type { RunSummary } from '../src/scenario/run.js';

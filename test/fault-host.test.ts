@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { RACE_COMPLETE, RACE_HOLD } from '../src/mmu/host/notifier.js';
 import { EMPTY_VMA_SET } from '../src/mmu/host/vma.js';
-import { ACC_READ, ACC_WRITE, AccessResult, OUT_SIGBUS } from '../src/mmu/vcpu.js';
+import { AccessResult, OUT_SIGBUS } from '../src/mmu/vcpu.js';
+import { ACC_READ, ACC_WRITE } from '../src/mmu/access.js';
 import { accesses, faults, leaf, more, oneVma, run, scenario } from './helpers/scenarios.js';
 
 const RAM_HVA = 0x7f00_0000_0000;

@@ -30,7 +30,10 @@ const GPA = 0x80_0000_0000;
  * Makes every pfn look outside the linear map from the race window on (after GUP, before the
  * memory-type classification): a page with a struct page that pfn_is_map_memory() rejects,
  * as ZONE_DEVICE memory is. Lets the tests hold a page reference on the early-return paths.
+ * The hook patches a step of the general path, so these runs switch the fused fast path off
+ * (an anonymous page, the only kind it handles, is always in the linear map).
  */
+const GENERAL_PATH = { fusedFaults: false };
 function outsideLinearMapAfterGup(r: ScenarioRunner): void {
   const kvm = r.kvm;
   const window = kvm.notifier.raceWindow.bind(kvm.notifier);
@@ -140,6 +143,7 @@ describe('which pfns count as "no cache maintenance possible"', () => {
       const r = run(
         scenario({ kernel: k, steps: accesses(['write', 0x4000_1000]) }),
         outsideLinearMapAfterGup,
+        GENERAL_PATH,
       );
       const l = r.lines[0]!;
       expect(l.outcome === 'error' ? l.errno : l.leaf!.desc).toBe(want[k]);
@@ -152,6 +156,7 @@ describe('which pfns count as "no cache maintenance possible"', () => {
       const r = run(
         scenario({ kernel: k, cpu: CPU_BARE, steps: accesses(['write', 0x4000_1000]) }),
         outsideLinearMapAfterGup,
+        GENERAL_PATH,
       );
       const l = r.lines[0]!;
       out[k] = l.outcome === 'error' ? l.errno! : l.leaf!.desc;
@@ -336,6 +341,7 @@ describe('early returns and the page reference (5f9466b50c1b)', () => {
       const r = run(
         scenario({ kernel: k, ...deviceAnon, steps: accesses(['exec', 0x4000_1000]) }),
         outsideLinearMapAfterGup,
+        GENERAL_PATH,
       );
       const l = r.lines[0]!;
       expect(l.outcome).toBe('iabt');

@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import {
   AddrLayout,
-  EINVAL,
   KVM_PGTABLE_PROT_DEVICE,
   KVM_PGTABLE_PROT_NORMAL_NC,
   KVM_PGTABLE_PROT_R,
@@ -22,6 +21,7 @@ import {
   stage2SetProtAttr,
   toBigInt,
 } from '../src/pgtable/descriptor.js';
+import { EINVAL } from '../src/pgtable/errno.js';
 import type { AttrOut, LeafOut } from '../src/pgtable/descriptor.js';
 import { MemCache, TABLE_ARENA_BASE } from '../src/pgtable/pool.js';
 import type { Stage2Events } from '../src/pgtable/pool.js';

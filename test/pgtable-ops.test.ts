@@ -1,9 +1,5 @@
 import { describe, it, expect } from 'vitest';
 import {
-  EAGAIN,
-  EINVAL,
-  ENOMEM,
-  ERANGE,
   KVM_PGTABLE_PROT_DEVICE,
   KVM_PGTABLE_PROT_NORMAL_NC,
   KVM_PGTABLE_PROT_R,
@@ -14,6 +10,7 @@ import {
   hexAddr,
   pteIsLocked,
 } from '../src/pgtable/descriptor.js';
+import { EAGAIN, EINVAL, ENOMEM, ERANGE } from '../src/pgtable/errno.js';
 import { MemCache, TLBI_TTL_UNKNOWN, TablePool } from '../src/pgtable/pool.js';
 import type { Stage2Events } from '../src/pgtable/pool.js';
 import { LeafResult, Stage2PageTable } from '../src/pgtable/stage2.js';

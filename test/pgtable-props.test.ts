@@ -9,8 +9,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import {
-  EAGAIN,
-  EINVAL,
   KVM_PGTABLE_PROT_DEVICE,
   KVM_PGTABLE_PROT_NORMAL_NC,
   KVM_PGTABLE_PROT_R,
@@ -20,6 +18,7 @@ import {
   formatProt,
   hexAddr,
 } from '../src/pgtable/descriptor.js';
+import { EAGAIN, EINVAL } from '../src/pgtable/errno.js';
 import type { GranuleSize } from '../src/pgtable/geometry.js';
 import { MemCache } from '../src/pgtable/pool.js';
 import type { Stage2Events } from '../src/pgtable/pool.js';

@@ -12,7 +12,14 @@ import { parseArgs } from 'node:util';
 import { ReplayError, parseReplay, runReplay } from '../replay/replay.js';
 import pc from 'picocolors';
 import { CliInputError, readInput } from './errors.js';
+import { parseBreak } from './break.js';
+import { EXPLAIN_COMMAND } from './explain.js';
+import { PTDUMP_COMMAND } from './ptdump.js';
 import { runCommand } from './run.js';
+import { STEP_COMMAND } from './step.js';
+import { DIFF_COMMAND } from './diff.js';
+import { SWEEP_COMMAND } from './sweep.js';
+import { TRACE_COMMAND } from './trace.js';
 import { s2emuVersion } from './version.js';
 
 const USAGE = `Usage: s2emu <command> [options]
@@ -20,6 +27,12 @@ const USAGE = `Usage: s2emu <command> [options]
 Commands:
   replay FILE|-                  run a replay script and print its output
   run FILE [--json] [--kernel V] run a scenario and print a report
+  ptdump FILE [--at N] [--wide|--json]  the stage-2 table as debugfs prints it (docs/debugging.md)
+  explain FILE ADDR [--at N] [--va]     one address walked level by level (docs/debugging.md)
+  trace FILE --host HOST.json [--json|--scenario OUT]  replay a KVM trace on a modelled host (docs/trace.md)
+  sweep FILE --kernel A,B --cpu P,Q --granule G,H [--json|--csv]  run every configuration of a matrix (docs/sweep.md)
+  step FILE [--at N|--until IPA]  walk a run one access or operation at a time (docs/time-travel.md)
+  diff FILE --kernel A --vs B    where two runs differ, access by access (or --cpu A --vs B, or FILE1 FILE2)
   help                           this text
 
 Exit status: 0 ran, nothing went wrong on the host side; 1 ran, but KVM_RUN failed or a
@@ -31,7 +44,13 @@ Options:
   --no-audit     (run) skip the host-consistency audit after each step (docs/scenario.md)
   --allow-errors (run) exit 0 even when KVM_RUN failed or a diagnostic fired
   --max-accesses N  (run) allow a scenario of more than 2^30 accesses
-  --quiet        (run) no progress bar
+  --quiet        (run, sweep) no progress bar
+  --html OUT     (run, sweep) also write the charts as one self-contained page (docs/sweep.md)
+  --break IPA    (run) stop in user_mem_abort() under the inspector when IPA faults (docs/debugging.md)
+  --break-step N (run) the same, at the first fault of step N
+  --at N         (ptdump, explain) the state after step N
+  --wide         (ptdump) one run per line with OA, memory types, SH, CONT, SW bits
+  --jobs N       (sweep) worker threads (default: one per core)
   --no-color     plain output
   --debug        print the stack of an internal error
   -V, --version  print s2emu's version
@@ -49,11 +68,22 @@ function replayCommand(
     'allow-errors'?: boolean;
     'max-accesses'?: string;
     quiet?: boolean;
+    html?: string;
+    break?: string;
+    'break-step'?: string;
   },
 ): number {
   if (opts.kernel !== undefined) throw new CliInputError('replay: --kernel applies to run only');
   if (opts.json !== undefined) throw new CliInputError('replay: --json applies to run only');
-  for (const o of ['no-audit', 'allow-errors', 'max-accesses', 'quiet'] as const)
+  for (const o of [
+    'no-audit',
+    'allow-errors',
+    'max-accesses',
+    'quiet',
+    'html',
+    'break',
+    'break-step',
+  ] as const)
     if (opts[o] !== undefined) throw new CliInputError(`replay: --${o} applies to run only`);
   if (args.length === 0) throw new CliInputError('replay: expected one FILE (or - for standard input)');
   if (args.length > 1)
@@ -110,6 +140,9 @@ const RUN_OPTIONS = {
   'allow-errors': { type: 'boolean' },
   'max-accesses': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  html: { type: 'string' },
+  break: { type: 'string' },
+  'break-step': { type: 'string' },
 } as const;
 
 /**
@@ -117,6 +150,12 @@ const RUN_OPTIONS = {
  * module under src/cli) and one line to USAGE.
  */
 export const COMMANDS: Record<string, CliCommand> = {
+  step: STEP_COMMAND,
+  diff: DIFF_COMMAND,
+  sweep: SWEEP_COMMAND,
+  trace: TRACE_COMMAND,
+  ptdump: PTDUMP_COMMAND,
+  explain: EXPLAIN_COMMAND,
   replay: {
     usage: 'replay FILE|-',
     run(args) {
@@ -145,6 +184,8 @@ export const COMMANDS: Record<string, CliCommand> = {
         audit: !(values['no-audit'] ?? false),
         allowErrors: values['allow-errors'] ?? false,
         quiet: values.quiet ?? false,
+        html: values.html,
+        breakAt: parseBreak(values.break, values['break-step']),
         ...(values['max-accesses'] !== undefined ? { maxAccesses: maxAccesses(values['max-accesses']) } : {}),
       });
     },

@@ -14,7 +14,8 @@ import type { UffdEvent } from '../mmu/host/uffd.js';
 import { S1_FAULT_NAMES } from '../mmu/stage1.js';
 import { OUTCOME_NAMES, OUT_MMIO, OUT_NISV, OUT_SIGBUS, S1R_FAULT, S1R_LEAF } from '../mmu/vcpu.js';
 import type { AccessResult } from '../mmu/vcpu.js';
-import { errnoName, hex64 } from '../pgtable/descriptor.js';
+import { hex64 } from '../pgtable/descriptor.js';
+import { errnoName } from '../pgtable/errno.js';
 import { mairText } from '../pgtable/memattr.js';
 import type { DescriptorContext } from '../views/descriptor.js';
 import { DescriptorView } from '../views/descriptor.js';
@@ -22,7 +23,7 @@ import { hexShort } from '../views/hooks.js';
 import { accessJson } from '../scenario/run.js';
 import type { AccessExtra, RunSummary, ScenarioRunner } from '../scenario/run.js';
 import type { Scenario, Step } from '../scenario/types.js';
-import { formatSize } from '../scenario/values.js';
+import { formatSize } from '../scenario/format.js';
 
 /** Colour functions (picocolors, or its no-colour twin). */
 export type Colors = ReturnType<typeof pc.createColors>;

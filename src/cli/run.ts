@@ -21,10 +21,13 @@ import {
   countAccesses,
   uffdEventJson,
 } from '../scenario/run.js';
-import type { RunSummary } from '../scenario/run.js';
+import type { RunSink, RunSummary } from '../scenario/run.js';
 import type { Scenario } from '../scenario/types.js';
 import { CliInputError, readInput } from './errors.js';
 import { StepReport, formatReport, uffdText } from './report.js';
+import { prepareBreak } from './break.js';
+import type { BreakSpec } from './break.js';
+import { RunHtmlTap } from './html.js';
 import { s2emuVersion } from './version.js';
 
 /** Options of the run command. */
@@ -40,6 +43,10 @@ export interface RunCommandOptions {
   quiet?: boolean;
   /** The most accesses a run may make (`--max-accesses`); default DEFAULT_MAX_ACCESSES. */
   maxAccesses?: number;
+  /** `--break IPA` / `--break-step N` (break.ts): stop in user_mem_abort() under the inspector. */
+  breakAt?: BreakSpec | null;
+  /** Also write the charts to this file (`--html OUT.html`, html.ts). */
+  html?: string | undefined;
   /** Where the output goes (default: standard output); the benchmark passes a sink. */
   write?: (text: string) => void;
 }
@@ -132,8 +139,10 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
   };
   let runner: ScenarioRunner;
   try {
-    runner = new ScenarioRunner(scenario, {
+    runner = new ScenarioRunner(opts.breakAt ? prepareBreak(scenario, opts.breakAt) : scenario, {
       kernel,
+      // Every fault through user_mem_abort(), where the break is (same results either way).
+      ...(opts.breakAt ? { fusedFaults: false } : {}),
       auditHost: (opts.audit ?? true) ? 'incremental' : false,
       ...(tty ? { progress, progressEvery: 16384 } : {}),
     });
@@ -143,6 +152,13 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
     if (e instanceof ScenarioRunError) throw new CliInputError(`${where}: ${e.message}`);
     throw e;
   }
+  // `--html`: the tap sees every access and refused memslot on the way to the output's sink.
+  const tap = opts.html !== undefined ? new RunHtmlTap() : null;
+  const runTapped = (sink: RunSink): RunSummary => runner.run(tap ? tap.wrap(sink) : sink);
+  const writeHtml = (summary: RunSummary): void => {
+    const profile = 'profile' in scenario.cpu ? scenario.cpu.profile : 'custom CPU';
+    tap?.write(opts.html!, where, `${kernel} ${profile} ${scenario.granule}`, summary);
+  };
   const stopBar = (): void => {
     if (bar !== null) (bar as cliProgress.SingleBar).stop();
   };
@@ -152,7 +168,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
       if (lines.length) write(lines.join('\n') + '\n');
       lines.length = 0;
     };
-    const summary = runner.run({
+    const summary = runTapped({
       memslotRefused: (slot, errno) => lines.push(JSON.stringify({ memslot: slot, errno })),
       dirtyLog: (step, slot, gfns) =>
         lines.push(
@@ -172,6 +188,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
       },
     });
     stopBar();
+    writeHtml(summary);
     lines.push(JSON.stringify({ summary: { ...summary, producer: producer(scenario, runner, kernel) } }));
     flush();
     return runExitStatus(summary, opts.allowErrors ?? false);
@@ -189,7 +206,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
   const refused: string[] = [];
   let lastStep = -1;
   let agg: StepReport | null = null;
-  const summary = runner.run({
+  const summary = runTapped({
     memslotRefused: (slot, errno, step) => {
       if (step === null) refused.push(`memslot ${slot} refused: -${errno}`);
       else note(step, `memslot ${slot} refused: -${errno}`);
@@ -219,6 +236,7 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
     },
   });
   stopBar();
+  writeHtml(summary);
   const width = process.stdout.isTTY === true ? Math.max(60, process.stdout.columns ?? 100) : null;
   const out = formatReport(c, { scenario, runner, kernel, steps, notes, refused, summary, width });
   write(out.join('\n') + '\n');

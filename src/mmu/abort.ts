@@ -4,7 +4,7 @@
  * KVM injects.
  */
 
-import { EFAULT, ENOEXEC, ENOSYS } from '../pgtable/descriptor.js';
+import { EFAULT, ENOEXEC, ENOSYS } from '../pgtable/errno.js';
 import { S2Op } from '../pgtable/op.js';
 import {
   esrFscIsAccessFlagFault,
@@ -59,6 +59,7 @@ function handleAccessFault(vcpu: Vcpu): void {
   kvm.stats.mkyoungs++;
   mkyoungOp.addr = vcpu.faultIpa;
   kvm.pgt.mkyoungOp(mkyoungOp, FAULT_WALK_FLAGS);
+  if (kvm.provenance !== null) kvm.provenance.recordMkyoung(vcpu);
   kvm.locks.mmuReadUnlock();
 }
 

@@ -94,6 +94,8 @@ export function checkKvmOptions(opts: KvmOptions): void {
       );
   }
   optBool(fn, 'opts.mte', opts.mte);
+  optBool(fn, 'opts.journal', opts.journal);
+  optBool(fn, 'opts.provenance', opts.provenance);
   optBool(fn, 'opts.nisvToUser', opts.nisvToUser);
   if (opts.kernel !== undefined) oneOf(fn, 'opts.kernel', opts.kernel, KERNEL_NAMES);
   if (opts.memcacheCapacity !== undefined)

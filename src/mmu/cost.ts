@@ -29,7 +29,7 @@
  * Pure: no Node imports, and modelledCost() allocates nothing.
  */
 
-import type { AccessStats } from './vm.js';
+import type { AccessStats } from './stats.js';
 
 /**
  * Unit costs of one CPU, in nanoseconds. Every preset's values say where they come from

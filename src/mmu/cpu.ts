@@ -58,8 +58,12 @@ export interface CpuPreset {
   readonly cost: CostParams;
 }
 
-/** The feature names, in a fixed order (for validation and printing). */
-export const CPU_FEATURE_NAMES: readonly (keyof CpuFeatures)[] = [
+/**
+ * The feature names every CpuFeatures gives, in a fixed order (for validation and printing):
+ * the one list, which the scenario's `cpu` keys reuse (src/scenario/types.ts, CPU_FEATURES).
+ * `lpa2`, optional, is not among them.
+ */
+export const CPU_FEATURE_NAMES = [
   'fwb',
   'dic',
   'idc',
@@ -67,7 +71,7 @@ export const CPU_FEATURE_NAMES: readonly (keyof CpuFeatures)[] = [
   'tlbiRange',
   'hafdbs',
   'lse',
-];
+] as const satisfies readonly (keyof CpuFeatures)[];
 
 /** Every feature off: the baseline an Armv8.0 core guarantees. */
 export const NO_CPU_FEATURES: CpuFeatures = {

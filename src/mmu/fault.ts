@@ -10,18 +10,16 @@
 
 import { POW2 } from './host/granule.js';
 import {
-  EAGAIN,
-  EFAULT,
-  EINVAL,
-  ENOEXEC,
   KVM_PGTABLE_PROT_DEVICE,
   KVM_PGTABLE_PROT_NORMAL_NC,
   KVM_PGTABLE_PROT_R,
   KVM_PGTABLE_PROT_W,
   KVM_PGTABLE_PROT_X,
 } from '../pgtable/descriptor.js';
+import { EAGAIN, EFAULT, EINVAL, ENOEXEC } from '../pgtable/errno.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
 import { DOUBLE_FIELD, S2Op } from '../pgtable/op.js';
+import { faultBreak } from '../pgtable/debughooks.js';
 import { kvmSupportsCacheablePfnmap } from './cpu.js';
 import { markSlotPageDirty } from './dirty.js';
 import { esrFaultLevel, kvmIsExecFault, kvmIsWriteFault } from './esr.js';
@@ -279,6 +277,9 @@ export function userMemAbort(vcpu: Vcpu, fault: S2Fault): number {
   fault.s2ForceNoncacheable = false;
   fault.loggingActive = memslotIsLogging(memslot);
   fault.ipa = fault.faultIpa;
+  // `s2emu run --break` (cli/break.ts, docs/debugging.md): one test when unarmed. Armed, a
+  // matching fault stops here, with `fault`, `vcpu` and `kvm` in scope (try kvm.pgt.ptdump()).
+  if (faultBreak.armed && faultBreak.match(fault)) debugger; // eslint-disable-line no-debugger
 
   // Classify the fault: fault_granule from the ESR level, write_fault, exec_fault.
   fault.faultGranule = fault.isPerm ? POW2[(g.pageShift - 3) * (4 - esrFaultLevel(esr)) + 3]! : 0;
@@ -475,6 +476,8 @@ export function userMemAbort(vcpu: Vcpu, fault: S2Fault): number {
       if (ret === 0 || ret === EAGAIN) hostAuditMapped(kvm, fault);
     }
     kvm.stats.tablePagesAllocated += heldBefore - memcache.nobjs;
+    // Why the leaf is what it is (provenance.ts), when asked for.
+    if (kvm.provenance !== null) kvm.provenance.record(vcpu, fault, ret);
   }
 
   // kvm_release_faultin_page() under the lock, then mark_page_dirty_in_slot() after the unlock.

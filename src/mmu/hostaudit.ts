@@ -400,7 +400,7 @@ function hostAt(kvm: Kvm, vma: Vma, hva: number, out: HostView): void {
   }
   const pfnBacked = vma.backing === 'pfnmap' || vma.backing === 'mixedmap';
   if (l.flags === 0 && pfnBacked) {
-    // The driver's entry, not yet synthesised (Mm.installPfnEntry's rule).
+    // The driver's entry, not yet synthesised (installPfnEntry (hostfault.ts)'s rule).
     out.pfn = vma.pgoff + (hva - vma.start) / ps;
     out.writable = (vma.vmFlags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE);
     // remap_pfn_range() and, on arm64 (CONFIG_ARCH_HAS_PTE_SPECIAL), vmf_insert_mixed() both

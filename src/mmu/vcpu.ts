@@ -5,21 +5,30 @@
  * injected. Nothing is allocated per access: results go into a reused AccessResult.
  */
 
-import { errnoName } from '../pgtable/descriptor.js';
+import { errnoName } from '../pgtable/errno.js';
 import { EXACT_RULE, badArgument, isWhole } from '../pgtable/argcheck.js';
 import {
   ACCESS_EXEC,
   ACCESS_READ,
   ACCESS_WRITE,
   FAULT_PERMISSION,
+  FAULT_TRANSLATION,
   HwWalkResult,
   HwWalker,
 } from '../pgtable/hwwalk.js';
-import type { AccessKind } from '../pgtable/hwwalk.js';
+import type { AccessKind, HwFaultClass } from '../pgtable/hwwalk.js';
 import type { MemCache } from '../pgtable/pool.js';
 import { LeafResult } from '../pgtable/stage2.js';
+import {
+  DESCRIPTION_HOOK,
+  INSPECT_HOOK,
+  VIEWS_NOT_LOADED,
+  debugHooks,
+  debugText,
+} from '../pgtable/debughooks.js';
 import { DOUBLE_FIELD, S2Op } from '../pgtable/op.js';
 import { kvmHandleGuestAbort } from './abort.js';
+import { FUSED_DECLINED, FusedFault } from './fastfault.js';
 import { EXIT_ARM_NISV, EXIT_NONE, INJECTED_DABT, INJECTED_IABT, INJECTED_NONE } from './exits.js';
 import { fscFor, makeEsr } from './esr.js';
 import { S2Fault } from './fault.js';
@@ -27,7 +36,19 @@ import { HostOp } from './host/op.js';
 import { S1_DESC, S1_DONE, S1_FAULT_TRANSLATION, Stage1Walk, s1FaultFsc } from './stage1.js';
 import type { GuestStage1 } from './stage1.js';
 import { SH_ISH, combineS1S2Attrs, combinedAttr, mairText } from '../pgtable/memattr.js';
-import { AccessStats } from './vm.js';
+import { AccessStats } from './stats.js';
+import {
+  ACC_AT,
+  ACC_CAS,
+  ACC_DC_CIVAC,
+  ACC_DC_ZVA,
+  ACC_EXEC,
+  ACC_LD_PREIDX,
+  ACC_READ,
+  ACC_ST_PREIDX,
+  ACC_WRITE,
+  ACCESS_NAMES,
+} from './access.js';
 import type { Kvm } from './vm.js';
 
 /** The vCPU's operands for the page table's get_leaf (reused: see S2Op). */
@@ -41,34 +62,6 @@ const leafOp = new S2Op();
 export class AccessOp {
   addr = DOUBLE_FIELD;
 }
-
-/** Guest access kinds (the scenario's `access` values, docs/scenario.md). */
-export const ACC_READ = 0;
-export const ACC_WRITE = 1;
-export const ACC_EXEC = 2;
-/** An atomic read-modify-write: translation/AF faults report a read, a permission fault a write. */
-export const ACC_CAS = 3;
-/** Loads/stores whose data abort has no valid syndrome (ISV = 0). */
-export const ACC_LD_PREIDX = 4;
-export const ACC_ST_PREIDX = 5;
-export const ACC_DC_ZVA = 6;
-/** A cache-maintenance instruction (CM = 1, WnR = 1). */
-export const ACC_DC_CIVAC = 7;
-/** AT S1E1R: a stage-1 walk only (its descriptor reads are stage-2 accesses). */
-export const ACC_AT = 8;
-
-/** Access kind names, indexed by ACC_*. */
-export const ACCESS_NAMES = [
-  'read',
-  'write',
-  'exec',
-  'cas',
-  'ld-preidx',
-  'st-preidx',
-  'dc-zva',
-  'dc-civac',
-  'at',
-] as const;
 
 /** Outcomes of an access (docs/scenario.md). */
 export const OUT_DONE = 0;
@@ -108,6 +101,13 @@ export interface VcpuOptions {
   dzp?: boolean;
   /** AT with TCR_EL1.HA updates the access flag (IMPLEMENTATION DEFINED). Default false. */
   atUpdatesAf?: boolean;
+  /**
+   * Handle the commonest fault (a translation fault on anonymous or THP memory outside dirty
+   * logging, MTE, userfaultfd and races) on the fused fast path (fastfault.ts). Default true;
+   * false runs every fault through kvm_handle_guest_abort()'s general path. Either way the
+   * results are identical (test/fastfault.props.test.ts).
+   */
+  fusedFaults?: boolean;
 }
 
 /** PAR_EL1 bit 11, RES1 in the 64-bit format. */
@@ -119,8 +119,12 @@ export const LIVELOCK_FAULTS = 16;
 /** One stage-2 fault taken during an access. */
 export interface FaultRecord {
   esr: number;
-  /** 'translation' | 'access-flag' | 'permission' | 'other' */
-  fsc: number;
+  /**
+   * The fault's class (FAULT_TRANSLATION 1, FAULT_ACCESS_FLAG 2, FAULT_PERMISSION 3,
+   * FAULT_EXTERNAL_ABORT 4; pgtable/hwwalk.ts), not the architectural FSC: that one, which adds
+   * the level, is `esr & 0x3f`.
+   */
+  fsc: HwFaultClass;
   level: number;
   s1ptw: boolean;
   handler: string;
@@ -217,16 +221,27 @@ export class AccessResult {
   pushFault(esr: number, fsc: number, level: number, s1ptw: boolean, handler: string, ret: number): void {
     let f = this.faultPool[this.nFaults];
     if (f === undefined) {
-      f = { esr: 0, fsc: 0, level: 0, s1ptw: false, handler: '', ret: 0 };
+      f = { esr: 0, fsc: FAULT_TRANSLATION, level: 0, s1ptw: false, handler: '', ret: 0 };
       this.faultPool.push(f);
     }
     f.esr = esr >>> 0;
-    f.fsc = fsc;
+    // Only a walk that missed is recorded, so its fault is one of the classes, never FAULT_NONE.
+    f.fsc = fsc as HwFaultClass;
     f.level = level;
     f.s1ptw = s1ptw;
     f.handler = handler;
     f.ret = ret;
     this.nFaults++;
+  }
+
+  /** Node's inspect hook (console.log): the access, its outcome, faults and leaf in hex. Returns the text. */
+  [INSPECT_HOOK](): string {
+    return debugText('access-result', this, `AccessResult { ${this.outcomeName}, ${this.nFaults} fault(s) }`);
+  }
+
+  /** The debugger's description hook (VS Code's variables pane): the same text. */
+  [DESCRIPTION_HOOK](): string {
+    return this[INSPECT_HOOK]();
   }
 }
 
@@ -285,6 +300,13 @@ export class Vcpu {
   readonly dczvaBytes: number;
   readonly dzp: boolean;
   readonly atUpdatesAf: boolean;
+  /** The fused fast path (VcpuOptions.fusedFaults), or null. */
+  private readonly fused: FusedFault | null;
+
+  /** @internal Faults the fused fast path handled so far (0 when it is off). */
+  get fusedHandled(): number {
+    return this.fused === null ? 0 : this.fused.handled;
+  }
 
   constructor(kvm: Kvm, stage1: GuestStage1 | null = null, opts: VcpuOptions = {}) {
     this.kvm = kvm;
@@ -294,6 +316,7 @@ export class Vcpu {
     this.dczvaBytes = opts.dczvaBytes ?? 64;
     this.dzp = opts.dzp ?? false;
     this.atUpdatesAf = opts.atUpdatesAf ?? false;
+    this.fused = (opts.fusedFaults ?? true) ? new FusedFault() : null;
   }
 
   /**
@@ -370,10 +393,11 @@ export class Vcpu {
     }
     out.leafValid = (lo & 1) !== 0;
     if (out.leafValid) {
-      const size = kvm.pgt.geo.sizes[level + 1]!;
+      const geo = kvm.pgt.geo;
+      const size = geo.sizes[level + 1]!;
       out.leafLevel = level;
       out.leafSize = size;
-      out.leafIpa = Math.floor(ipa / size) * size;
+      out.leafIpa = Math.floor(ipa * geo.invSizes[level + 1]!) * size;
       out.leafLo = lo;
       out.leafHi = hi;
     }
@@ -624,7 +648,9 @@ export class Vcpu {
     this.pcSkipped = false;
     this.sigbus = false;
     out.stats.faults++;
-    const ret = kvmHandleGuestAbort(this);
+    // The fused fast path of the commonest fault first (fastfault.ts); it declines anything else.
+    let ret = this.fused !== null ? this.fused.handle(this) : FUSED_DECLINED;
+    if (ret === FUSED_DECLINED) ret = kvmHandleGuestAbort(this);
     out.pushFault(this.esr, w.fault, w.level, s1ptw, this.handler, this.handlerRet);
     if (ret < 0) {
       out.errno = ret;
@@ -675,5 +701,31 @@ export class Vcpu {
       `attribute mismatch: VA 0x${sw.va.toString(16)} is ${mairText(mair)} at stage 1 (MAIR.Attr${sw.attrIndx}), ` +
         `stage 2 MemAttr 0x${w.memattr.toString(16)}${fwb ? ' (FWB)' : ''} makes it ${mairText(combined)}`,
     );
+  }
+
+  // ---- debugger helpers: cold; the text comes from src/views through pgtable/debughooks.ts ----
+
+  /** The last abort (ESR, IPA, handler) and the walk of its IPA, stage 1 included. Returns the text. */
+  explain(): string {
+    return debugHooks.vcpuExplain?.(this) ?? VIEWS_NOT_LOADED;
+  }
+
+  /** Node's inspect hook (console.log): a short summary of the last abort. Returns the text. */
+  [INSPECT_HOOK](): string {
+    return debugText(
+      'vcpu',
+      this,
+      `Vcpu { handler ${this.handler}, ESR 0x${(this.esr >>> 0).toString(16)} }`,
+    );
+  }
+
+  /** The debugger's description hook (VS Code's variables pane): the same summary. */
+  [DESCRIPTION_HOOK](): string {
+    return this[INSPECT_HOOK]();
+  }
+
+  /** JSON.stringify: the summary, not the VM. Returns { summary }. */
+  toJSON(): { summary: string } {
+    return { summary: this[INSPECT_HOOK]() };
   }
 }

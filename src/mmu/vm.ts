@@ -6,11 +6,12 @@
  */
 
 import { checkKvmOptions, checkMemslotSpec } from './apicheck.js';
-import { EFAULT, EINVAL } from '../pgtable/descriptor.js';
+import { EFAULT, EINVAL } from '../pgtable/errno.js';
 import type { GranuleSize } from '../pgtable/geometry.js';
 import { MemCache, newMaintenanceOp } from '../pgtable/pool.js';
 import type { MaintenanceOp, Stage2Events } from '../pgtable/pool.js';
 import { Stage2PageTable } from '../pgtable/stage2.js';
+import { DESCRIPTION_HOOK, INSPECT_HOOK, debugText } from '../pgtable/debughooks.js';
 import { S2Op } from '../pgtable/op.js';
 import type { CpuFeatures } from './cpu.js';
 import { kvmIpaLimitBits, kvmLpa2IsEnabled, kvmSupportsCacheablePfnmap } from './cpu.js';
@@ -26,6 +27,9 @@ import { KERNELS } from './kernel.js';
 import type { KernelModel, KernelName } from './kernel.js';
 import { LockTracker } from './locks.js';
 import { FaultRaces } from './races.js';
+import { Journal } from '../pgtable/journal.js';
+import { Provenance } from './provenance.js';
+import { AccessStats } from './stats.js';
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
@@ -38,88 +42,6 @@ import type { GfnRange, Memslot, MemslotSpec } from './memslots.js';
 
 /** The notifier's operands for the page table's unmap (reused: see S2Op). */
 const unmapOp = new S2Op();
-
-/**
- * What the modelled hardware and host did during one access (or any span the caller
- * chooses): the figures a scenario reports and the cost model prices. Reset per access.
- */
-export class AccessStats {
-  /** Stage-2 faults taken. */
-  faults = 0;
-  /** kvm_pgtable_stage2_map calls from the fault path. */
-  maps = 0;
-  /** kvm_pgtable_stage2_relax_perms calls. */
-  relaxes = 0;
-  /** Access-flag faults handled (mkyoung). */
-  mkyoungs = 0;
-  /** TLBI requests: by IPA (inner shareable), by IPA local, by range, whole VMID. */
-  tlbiIpa = 0;
-  tlbiIpaNsh = 0;
-  tlbiRange = 0;
-  tlbiVmid = 0;
-  /** Bytes the host really cleaned to PoC (zero with FWB: the callback does nothing). */
-  dcacheBytes = 0;
-  /** dcache_clean_inval_poc calls the page-table code made (with FWB too). */
-  dcacheCalls = 0;
-  /** Bytes of I-cache invalidation by range (zero with DIC). */
-  icacheBytes = 0;
-  /** icache_inval_pou calls the page-table code made. */
-  icacheCalls = 0;
-  /** Ranges large enough that the host invalidated the whole I-cache instead. */
-  icacheInvalAll = 0;
-  /** Stage-2 table pages allocated (taken from the memcache). */
-  tablePagesAllocated = 0;
-  /** Host pages (in 4K/16K/64K units) newly allocated and zeroed by host faults. */
-  hostPagesZeroed = 0;
-  /** Pages whose MTE tags were cleared. */
-  mtePagesCleared = 0;
-  /** userfaultfd missing-page events. */
-  uffdEvents = 0;
-  /** Exits to userspace (MMIO, NISV). */
-  exits = 0;
-  /**
-   * Stage-2 access flags the MMU set itself (VTCR_EL2.HA with FEAT_HAFDBS): accesses to an
-   * aged leaf that took no access-flag fault.
-   */
-  hwAfUpdates = 0;
-
-  /** TLBI requests of every kind. */
-  get tlbi(): number {
-    return this.tlbiIpa + this.tlbiIpaNsh + this.tlbiRange + this.tlbiVmid;
-  }
-
-  /** Zeroes every counter. */
-  reset(): void {
-    this.faults = this.maps = this.relaxes = this.mkyoungs = 0;
-    this.tlbiIpa = this.tlbiIpaNsh = this.tlbiRange = this.tlbiVmid = 0;
-    this.dcacheBytes = this.dcacheCalls = this.icacheBytes = this.icacheCalls = this.icacheInvalAll = 0;
-    this.tablePagesAllocated = this.hostPagesZeroed = this.mtePagesCleared = this.uffdEvents = this.exits = 0;
-    this.hwAfUpdates = 0;
-  }
-
-  /** Adds another span's counters into this one. */
-  add(o: AccessStats): void {
-    this.faults += o.faults;
-    this.maps += o.maps;
-    this.relaxes += o.relaxes;
-    this.mkyoungs += o.mkyoungs;
-    this.tlbiIpa += o.tlbiIpa;
-    this.tlbiIpaNsh += o.tlbiIpaNsh;
-    this.tlbiRange += o.tlbiRange;
-    this.tlbiVmid += o.tlbiVmid;
-    this.dcacheBytes += o.dcacheBytes;
-    this.dcacheCalls += o.dcacheCalls;
-    this.icacheBytes += o.icacheBytes;
-    this.icacheCalls += o.icacheCalls;
-    this.icacheInvalAll += o.icacheInvalAll;
-    this.tablePagesAllocated += o.tablePagesAllocated;
-    this.hostPagesZeroed += o.hostPagesZeroed;
-    this.mtePagesCleared += o.mtePagesCleared;
-    this.uffdEvents += o.uffdEvents;
-    this.exits += o.exits;
-    this.hwAfUpdates += o.hwAfUpdates;
-  }
-}
 
 /**
  * MAX_DVM_OPS (= PTRS_PER_PTE) << (CTR_EL0.IminLine + 2): above this many bytes,
@@ -226,6 +148,10 @@ export interface KvmOptions {
    * the pages waiting in memcaches. Past it kvm_mmu_topup_memory_cache() fails (−ENOMEM).
    */
   tablePagesMax?: number;
+  /** Journal every stage-2 descriptor write (pgt.journal, src/pgtable/journal.ts); default false. */
+  journal?: boolean;
+  /** Record why each leaf the fault path changes is what it is (src/mmu/provenance.ts); default false. */
+  provenance?: boolean;
 }
 
 /** One line of the run's diagnostics, with the step it happened in when known. */
@@ -279,6 +205,8 @@ export class Kvm {
   readonly memcacheCapacity: number;
   /** Races armed for the next access (races.ts), and their fault-path hooks. */
   readonly races: FaultRaces = new FaultRaces(this);
+  /** The fault path's provenance records (KvmOptions.provenance), or null. */
+  provenance: Provenance | null = null;
   private readonly mmOps: KvmMmOps;
   /** The operands of kvm_flush_remote_tlbs_range()'s TLBI (scratch). */
   private readonly flushOp: MaintenanceOp = newMaintenanceOp();
@@ -328,6 +256,8 @@ export class Kvm {
         );
       this.pgt.pool.limit = opts.tablePagesMax;
     }
+    if (opts.journal === true) this.pgt.journal = new Journal(this.pgt);
+    if (opts.provenance === true) this.provenance = new Provenance(this);
     this.notifier.subscribe({
       invalidateRange: (range) => this.mmuNotifierInvalidateRange(range),
       clearYoung: (range) => this.mmuNotifierClearYoung(range),
@@ -594,5 +524,20 @@ export class Kvm {
   /** A one-line description of the VM for reports. */
   describe(): string {
     return `${this.ipaBits}-bit IPA, ${this.pageSize / 1024}K granule, kernel ${this.kernel.name}, ${this.pgt.geo.pgdPages} PGD page(s) at level ${this.pgt.geo.startLevel}`;
+  }
+
+  /** Node's inspect hook (console.log): a short decoded summary, never the host's arrays. Returns the text. */
+  [INSPECT_HOOK](): string {
+    return debugText('kvm', this, `Kvm { ${this.describe()} }`);
+  }
+
+  /** The debugger's description hook (VS Code's variables pane): the same summary. */
+  [DESCRIPTION_HOOK](): string {
+    return this[INSPECT_HOOK]();
+  }
+
+  /** JSON.stringify: the summary, not the host model. Returns { summary }. */
+  toJSON(): { summary: string } {
+    return { summary: this[INSPECT_HOOK]() };
   }
 }

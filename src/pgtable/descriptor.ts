@@ -3,7 +3,13 @@
  * Arm ARM, VMSAv8-64 stage 2 descriptors), held as two 32-bit halves.
  *
  * A descriptor is 64 bits; the hot path never builds a BigInt. `lo` holds bits [31:0] and
- * `hi` bits [63:32], both as unsigned 32-bit numbers (use `>>> 0` after bitwise ops).
+ * `hi` bits [63:32]. Inside the page-table code the halves are signed 32-bit integers, as the
+ * table pages (Int32Array, pool.ts) hold them and as the hot-path builders (physToPte,
+ * buildValidLeafPte) produce them, so that a half with bit 31 set stays a small integer for
+ * V8. Halves handed out of it are unsigned (`>>> 0`: stage2SetProtAttr, initValidLeafPte,
+ * getLeaf's LeafResult, the hardware walk's result). The predicates, masks and formatters here
+ * (hex64, toBigInt) take either form, since a bitwise operation reads both alike; compare a half
+ * with `===` only after bringing both sides to the same form.
  *
  * Layout of a valid leaf (block or page), VMSAv8-64 stage 2:
  *
@@ -27,6 +33,7 @@ import {
   MT_S2_NORMAL,
   MT_S2_NORMAL_NC,
 } from './memattr.js';
+import { EINVAL } from './errno.js';
 
 /** 2^32, to join halves: `hi * TWO32 + lo`. */
 export const TWO32 = 4294967296;
@@ -125,39 +132,6 @@ export const PROT_SW_TO_HI_SHIFT = KVM_PTE_LEAF_ATTR_HI_SW_SHIFT - 5;
 export const KVM_PGTABLE_PROT_RW = KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W;
 /** KVM_PGTABLE_PROT_RWX. */
 export const KVM_PGTABLE_PROT_RWX = KVM_PGTABLE_PROT_RW | KVM_PGTABLE_PROT_X;
-
-// ---- errno ------------------------------------------------------------------------------
-
-/** Negative errno values used as return codes on the hot path. */
-export const EPERM = -1;
-export const ENOENT = -2;
-export const EAGAIN = -11;
-export const ENOMEM = -12;
-export const EFAULT = -14;
-export const EINVAL = -22;
-export const ERANGE = -34;
-export const E2BIG = -7;
-export const ENOSYS = -38;
-export const ENOEXEC = -8;
-
-const ERRNO_NAMES: Record<number, string> = {
-  [EPERM]: 'EPERM',
-  [ENOENT]: 'ENOENT',
-  [E2BIG]: 'E2BIG',
-  [ENOEXEC]: 'ENOEXEC',
-  [EAGAIN]: 'EAGAIN',
-  [ENOMEM]: 'ENOMEM',
-  [EFAULT]: 'EFAULT',
-  [EINVAL]: 'EINVAL',
-  [ERANGE]: 'ERANGE',
-  [ENOSYS]: 'ENOSYS',
-};
-
-/** The name of a negative errno (`-22` → `"EINVAL"`); `"0"` for success. Returns the name. */
-export function errnoName(err: number): string {
-  if (err === 0) return '0';
-  return ERRNO_NAMES[err] ?? `E${-err}`;
-}
 
 // ---- predicates on halves ---------------------------------------------------------------
 

@@ -36,6 +36,7 @@ import {
 } from './memattr.js';
 import type { CombineOptions } from './memattr.js';
 import type { Stage2PageTable } from './stage2.js';
+import { JOURNAL_SITE_HW_AF } from './journal.js';
 
 /** A data read (or any access needing read permission). */
 export const ACCESS_READ = 0;
@@ -60,6 +61,13 @@ export const FAULT_PERMISSION = 3;
  * table; only raw edits can.
  */
 export const FAULT_EXTERNAL_ABORT = 4;
+/**
+ * The class of a fault the walk reports (HwWalkResult.fault when it missed, FaultRecord.fsc):
+ * FAULT_TRANSLATION, FAULT_ACCESS_FLAG, FAULT_PERMISSION or FAULT_EXTERNAL_ABORT. The
+ * architectural FSC, which adds the level, is in the ESR (fscFor(), mmu/esr.ts).
+ */
+export type HwFaultClass =
+  typeof FAULT_TRANSLATION | typeof FAULT_ACCESS_FLAG | typeof FAULT_PERMISSION | typeof FAULT_EXTERNAL_ABORT;
 
 /** FSC of a translation fault at level 0; add the level for levels 0..3. */
 export const FSC_TRANSLATION = 0x04;
@@ -251,8 +259,23 @@ export class HwWalker {
     const layout = pgt.layout;
     // kvm_pgd_page_idx(ipa), inline (ipa is below the limit): pgdPageIndex() would take the
     // address as an argument, boxed wherever V8 does not inline the call.
-    let page = geo.pgdPages === 1 ? pgt.pgd : pgt.pgd + Math.floor(ipa * geo.invSizes[geo.startLevel]!);
-    for (let level = geo.startLevel; ; level++) {
+    // The walk cache (walker.ts), as a hardware walk cache: the level-3 or level-2 table that
+    // maps this IPA's region, if known and no table descriptor has been removed or replaced
+    // since. It changes which descriptors are read, never what they say.
+    const walker = pgt.walker;
+    let level = geo.startLevel;
+    let page = -1;
+    if (level < 3) {
+      page = walker.cachedTable(3, Math.floor(ipa * geo.invSizes[3]!));
+      if (page >= 0) level = 3;
+      else if (level < 2) {
+        page = walker.cachedTable(2, Math.floor(ipa * geo.invSizes[2]!));
+        if (page >= 0) level = 2;
+      }
+    }
+    if (page < 0)
+      page = geo.pgdPages === 1 ? pgt.pgd : pgt.pgd + Math.floor(ipa * geo.invSizes[geo.startLevel]!);
+    for (; ; level++) {
       const words = pages[page]!;
       const i = 2 * geo.index(ipa, level);
       out.leafPage = page;
@@ -267,6 +290,7 @@ export class HwWalker {
         const next = pool.pageOfTable(layout, lo, hi);
         if (next < 0) return setFault(out, FAULT_EXTERNAL_ABORT, level + 1);
         page = next;
+        if (level >= 1) walker.rememberTable(level + 1, Math.floor(ipa * geo.invSizes[level + 1]!), next);
         continue;
       }
       // A leaf. Level 3 type 0b01 is reserved; a block below the architectural minimum level
@@ -275,9 +299,11 @@ export class HwWalker {
         return setFault(out, FAULT_TRANSLATION, level);
       }
       // OA bits below a block's size are RES0 and ignored; the IPA supplies the offset.
+      // (Multiplying by the inverse of a power of two is exact, and cheaper than dividing.)
       const size = geo.sizes[level + 1]!;
+      const inv = geo.invSizes[level + 1]!;
       layout.toPhysInto(lo, hi, out);
-      out.pa = Math.floor(out.pa / size) * size + (ipa - Math.floor(ipa / size) * size);
+      out.pa = Math.floor(out.pa * inv) * size + (ipa - Math.floor(ipa * inv) * size);
       out.level = level;
       out.memattr = (lo >>> S2_MEMATTR_SHIFT) & 0xf;
       out.s2ap = (lo >>> S2AP_SHIFT) & 3;
@@ -305,6 +331,17 @@ export class HwWalker {
   setAccessFlag(out: HwWalkResult): boolean {
     if (!out.afWouldBeSet || out.leafPage < 0) return false;
     const words = this.pgt.pool.pages[out.leafPage]!;
+    const j = this.pgt.journal;
+    if (j !== null)
+      j.record(
+        words,
+        out.leafPage,
+        out.leafIndex >> 1,
+        out.level,
+        words[out.leafIndex]! | KVM_PTE_LEAF_ATTR_LO_S2_AF,
+        words[out.leafIndex + 1]!,
+        JOURNAL_SITE_HW_AF,
+      );
     words[out.leafIndex] = words[out.leafIndex]! | KVM_PTE_LEAF_ATTR_LO_S2_AF;
     out.lo = words[out.leafIndex]! >>> 0;
     out.afWouldBeSet = false;

@@ -10,10 +10,6 @@
 
 import {
   AddrLayout,
-  E2BIG,
-  EAGAIN,
-  EINVAL,
-  ENOMEM,
   KVM_INVALID_PTE_LOCKED,
   KVM_MAX_OWNER_ID,
   KVM_PGTABLE_PROT_R,
@@ -37,12 +33,22 @@ import {
   stage2PteProt,
   stage2SetProtAttr,
 } from './descriptor.js';
+import { E2BIG, EAGAIN, EINVAL, ENOMEM } from './errno.js';
 import type { AttrOut, LeafBuild } from './descriptor.js';
 import { Geometry } from './geometry.js';
 import type { GranuleSize } from './geometry.js';
 import { MemCache, NULL_EVENTS, TLBI_TTL_UNKNOWN, TablePool, newMaintenanceOp } from './pool.js';
 import type { MaintenanceOp, Stage2Events } from './pool.js';
 import { DOUBLE_FIELD, S2Op } from './op.js';
+import { DESCRIPTION_HOOK, INSPECT_HOOK, VIEWS_NOT_LOADED, debugHooks, debugText } from './debughooks.js';
+import {
+  JOURNAL_SITE_FREE,
+  JOURNAL_SITE_INSTALL,
+  JOURNAL_SITE_MAKE,
+  JOURNAL_SITE_SET,
+  JOURNAL_SITE_UNMAP,
+} from './journal.js';
+import type { Journal } from './journal.js';
 import { badArgument, checkAddr, checkBool, checkSize, isWhole } from './argcheck.js';
 import {
   KVM_PGTABLE_WALK_LEAF,
@@ -158,6 +164,20 @@ export class LeafResult {
   lo = 0;
   hi = 0;
   level = 0;
+
+  /** Node's inspect hook (console.log): the level and descriptor in hex. Returns the text. */
+  [INSPECT_HOOK](): string {
+    return debugText(
+      'leaf-result',
+      this,
+      `LeafResult { L${this.level} lo 0x${this.lo.toString(16)} hi 0x${this.hi.toString(16)} }`,
+    );
+  }
+
+  /** The debugger's description hook: the same text. */
+  [DESCRIPTION_HOOK](): string {
+    return this[INSPECT_HOOK]();
+  }
 }
 
 /**
@@ -191,6 +211,11 @@ export class Stage2PageTable {
   pgd: number;
   /** Whether the single-leaf fast paths run (Stage2Options.fastPaths; tests switch it). */
   fastPaths: boolean;
+  /**
+   * The write journal (journal.ts), or null: every store into the table's words is recorded
+   * there first. Null (the default) costs one test per store.
+   */
+  journal: Journal | null = null;
 
   private readonly mapData = new MapData();
   private readonly unlinkedMapData = new MapData();
@@ -312,6 +337,7 @@ export class Stage2PageTable {
     const w = ctx.words;
     const i = 2 * ctx.idx;
     if (ctx.flags & KVM_PGTABLE_WALK_SHARED && (w[i] !== ctx.oldLo || w[i + 1] !== ctx.oldHi)) return false;
+    if (this.journal !== null) this.journal.record(w, ctx.page, ctx.idx, ctx.level, lo, hi, JOURNAL_SITE_SET);
     w[i] = lo;
     w[i + 1] = hi;
     return true;
@@ -350,6 +376,8 @@ export class Stage2PageTable {
     const i = 2 * ctx.idx;
     if (!pteIsLocked(w[i]!)) throw new Error('stage2_make_pte: entry is not locked');
     if (lo !== 0 || hi !== 0) this.pool.getPage(ctx.page);
+    if (this.journal !== null)
+      this.journal.record(w, ctx.page, ctx.idx, ctx.level, lo, hi, JOURNAL_SITE_MAKE);
     w[i] = lo;
     w[i + 1] = hi;
   }
@@ -625,6 +653,7 @@ export class Stage2PageTable {
       if (data.exec) this.events.icacheInvalPou(op);
     }
     this.pool.getPage(page);
+    if (this.journal !== null) this.journal.record(w, page, idx, level, newLo, newHi, JOURNAL_SITE_INSTALL);
     const i = 2 * idx;
     w[i] = newLo;
     w[i + 1] = newHi;
@@ -714,6 +743,8 @@ export class Stage2PageTable {
     if ((oldLo & KVM_PTE_VALID) === 0) {
       // Annotations and LOCKED entries hold a reference: drop it.
       if (oldLo !== 0 || oldHi !== 0) {
+        if (this.journal !== null)
+          this.journal.record(w, ctx.page, ctx.idx, ctx.level, 0, 0, JOURNAL_SITE_UNMAP);
         w[i] = 0;
         w[i + 1] = 0;
         this.pool.putPage(ctx.page);
@@ -730,6 +761,7 @@ export class Stage2PageTable {
       needFlush = !this.fwb;
     }
     // stage2_unmap_put_pte()
+    if (this.journal !== null) this.journal.record(w, ctx.page, ctx.idx, ctx.level, 0, 0, JOURNAL_SITE_UNMAP);
     w[i] = 0;
     w[i + 1] = 0;
     const op = this.op;
@@ -1041,6 +1073,9 @@ export class Stage2PageTable {
   /** stage2_free_walker() (v6.17): drops every counted entry's reference, freeing children. */
   private stage2FreeWalker(ctx: WalkCtx): number {
     if (ctx.oldLo === 0 && ctx.oldHi === 0) return 0;
+    // put_page() zeroes a freed page: that store is journaled here, entry by entry.
+    if (this.journal !== null)
+      this.journal.record(ctx.words, ctx.page, ctx.idx, ctx.level, 0, 0, JOURNAL_SITE_FREE);
     this.walker.bumpGen();
     this.pool.putPage(ctx.page);
     if (pteIsTable(ctx.oldLo, ctx.level)) this.pool.putPage(this.childOf(ctx.oldLo, ctx.oldHi));
@@ -1255,6 +1290,44 @@ export class Stage2PageTable {
     };
     const pgdSpan = geo.granuleSize(geo.startLevel) * geo.ptrsPerPte;
     for (let p = 0; p < geo.pgdPages; p++) visit(this.pgd + p, geo.startLevel, p * pgdSpan);
+  }
+
+  // ---- debugger helpers: cold; the text comes from src/views through pgtable/debughooks.ts ----
+
+  /** The debugfs `stage2_page_tables` text of this table (views/ptdump.ts). Returns it. */
+  ptdump(): string {
+    return debugHooks.ptdump?.(this) ?? VIEWS_NOT_LOADED;
+  }
+
+  /** `ipa` walked level by level, with what a read, a write and an exec would do (views/explain.ts). Returns the text. */
+  explain(ipa: number): string {
+    return debugHooks.explain?.(this, ipa) ?? VIEWS_NOT_LOADED;
+  }
+
+  /** The leaf mapping `ipa`, decoded (a DescriptorView: prints as one line). Returns it, or null where none. */
+  leafView(ipa: number): object | null {
+    const f = debugHooks.leafView;
+    return f === undefined ? { toString: () => VIEWS_NOT_LOADED } : f(this, ipa);
+  }
+
+  /** Node's inspect hook (console.log): a short decoded summary, never the table pages. Returns the text. */
+  [INSPECT_HOOK](): string {
+    const g = this.geo;
+    return debugText(
+      'pgt',
+      this,
+      `Stage2PageTable { ${g.pageSize / 1024}K granule, ${g.iaBits}-bit IPA, start level ${g.startLevel} }`,
+    );
+  }
+
+  /** The debugger's description hook (VS Code's variables pane): the same summary. */
+  [DESCRIPTION_HOOK](): string {
+    return this[INSPECT_HOOK]();
+  }
+
+  /** JSON.stringify: the summary, not the table pages. Returns { summary }. */
+  toJSON(): { summary: string } {
+    return { summary: this[INSPECT_HOOK]() };
   }
 }
 

@@ -9,7 +9,8 @@
  * WalkData and context: nothing is allocated per walk.
  */
 
-import { EINVAL, ERANGE, EAGAIN, pteIsTable } from './descriptor.js';
+import { pteIsTable } from './descriptor.js';
+import { EINVAL, ERANGE, EAGAIN } from './errno.js';
 import type { AddrLayout } from './descriptor.js';
 import type { Geometry } from './geometry.js';
 import type { TablePool } from './pool.js';

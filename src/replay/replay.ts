@@ -4,12 +4,14 @@
  * leaves nothing half-done.
  */
 
-import { errnoName, hex64, hexAddr, parseProt } from '../pgtable/descriptor.js';
+import { hex64, hexAddr, parseProt } from '../pgtable/descriptor.js';
+import { errnoName } from '../pgtable/errno.js';
 import type { GranuleSize } from '../pgtable/geometry.js';
 import { MemCache, TLBI_TTL_UNKNOWN } from '../pgtable/pool.js';
 import { S2Op } from '../pgtable/op.js';
 import type { MaintenanceOp, Stage2Events } from '../pgtable/pool.js';
 import { Stage2PageTable } from '../pgtable/stage2.js';
+import { Journal } from '../pgtable/journal.js';
 import { KVM_PGTABLE_WALK_HANDLE_FAULT, KVM_PGTABLE_WALK_SHARED } from '../pgtable/walker.js';
 
 /** One parsed replay line. */
@@ -37,6 +39,11 @@ export interface ReplayOptions {
   walkCache?: boolean;
   /** Use the page table's single-leaf fast paths (default true); the output must not change. */
   fastPaths?: boolean;
+  /**
+   * Journal each table's descriptor writes (pgt.journal), one unit per operation after its
+   * `init`, whose step is the operation's line number; default false.
+   */
+  journal?: boolean;
 }
 
 /** A replay input error: the 1-based line number and what is wrong with it. */
@@ -292,10 +299,12 @@ export function runReplay(
       });
       if (opts.walkCache === false) pgt.walker.useCache = false;
       mc = MemCache.unlimited(pgt.pool);
+      if (opts.journal === true) pgt.journal = new Journal(pgt);
       continue;
     }
     if (pgt === null || mc === null) throw new ReplayError(op.line, `${op.op} before any init`);
     let ret: number;
+    if (pgt.journal !== null) pgt.journal.beginUnit(pgt.journal.opCode(op.op), op.line, -1);
     if (op.op !== 'dump') {
       o.addr = op.ipa;
       o.size = 'size' in op ? op.size : 1;

@@ -7,7 +7,7 @@
  */
 
 import { STEP_KINDS } from './types.js';
-import { formatHex, formatSize } from './values.js';
+import { formatHex, formatSize } from './format.js';
 
 /** One problem in a scenario: where (a key path such as `vmas[2].backing`) and what. */
 export interface ScenarioIssue {

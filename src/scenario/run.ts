@@ -35,16 +35,6 @@ import { stage1Builder } from './parse.js';
 import { mairText } from '../pgtable/memattr.js';
 import { permutation } from './permutation.js';
 import {
-  ACCESS_NAMES,
-  ACC_AT,
-  ACC_CAS,
-  ACC_DC_CIVAC,
-  ACC_DC_ZVA,
-  ACC_EXEC,
-  ACC_LD_PREIDX,
-  ACC_READ,
-  ACC_ST_PREIDX,
-  ACC_WRITE,
   AccessResult,
   OUT_DABT,
   OUT_ERROR,
@@ -57,9 +47,11 @@ import {
   S1R_LEAF,
   Vcpu,
 } from '../mmu/vcpu.js';
-import { AccessStats, Kvm } from '../mmu/vm.js';
-import type { AccessKind, Memslot, MemType, Prot, Scenario, Step } from './types.js';
-import type { Race, Vma } from './types.js';
+import { ACCESS_KIND_BY_NAME, ACCESS_NAMES, ACC_AT, ACC_DC_CIVAC, ACC_DC_ZVA } from '../mmu/access.js';
+import { Kvm } from '../mmu/vm.js';
+import { AccessStats } from '../mmu/stats.js';
+import type { AccessKind, MemType, Prot, Scenario, ScenarioMemslot, Step } from './types.js';
+import type { Race, ScenarioVma } from './types.js';
 import { GRANULE_BYTES, vmaMteAllowed } from './types.js';
 import { memoryFailure, mmapFixed, munmapRange, uffdRegister, uffdSnapshot } from '../mmu/host/events.js';
 import type { VmaSpec } from '../mmu/host/mm.js';
@@ -141,17 +133,8 @@ export class ScenarioRunError extends Error {
   override name = 'ScenarioRunError';
 }
 
-const ACCESS_KIND: Record<AccessKind, number> = {
-  read: ACC_READ,
-  write: ACC_WRITE,
-  exec: ACC_EXEC,
-  cas: ACC_CAS,
-  'ld-preidx': ACC_LD_PREIDX,
-  'st-preidx': ACC_ST_PREIDX,
-  'dc-zva': ACC_DC_ZVA,
-  'dc-civac': ACC_DC_CIVAC,
-  at: ACC_AT,
-};
+/** The vCPU's ACC_* kind of each scenario access name (derived from the one table, mmu/access.ts). */
+const ACCESS_KIND: Readonly<Record<AccessKind, number>> = ACCESS_KIND_BY_NAME;
 
 const MEM_TYPE: Record<MemType, number> = {
   normal: MT_NORMAL,
@@ -184,6 +167,20 @@ export interface RunOptions {
    * step.
    */
   auditHost?: boolean | 'full' | 'incremental';
+  /**
+   * Handle the commonest fault on the fused fast path (VcpuOptions.fusedFaults; default
+   * true). The results are the same either way; false is for tests that patch the general
+   * path's internals and for the differential test of the two.
+   */
+  fusedFaults?: boolean;
+  /**
+   * Journal every stage-2 descriptor write (kvm.pgt.journal), one unit per access and per
+   * other step, so the table can be rebuilt as it was after any of them (src/views/timetravel.ts).
+   * Off by default in the library; on in the CLI.
+   */
+  journal?: boolean;
+  /** Record the fault path's provenance of each leaf (kvm.provenance). Off by default. */
+  provenance?: boolean;
 }
 
 /**
@@ -252,14 +249,15 @@ export class ScenarioRunner {
       nisvToUser: scenario.vm.nisvToUser,
       kernel: opts.kernel ?? scenario.kernel,
       ...(scenario.vm.tablePagesMax !== undefined ? { tablePagesMax: scenario.vm.tablePagesMax } : {}),
+      journal: opts.journal ?? false,
+      provenance: opts.provenance ?? false,
     });
     const g = scenario.guest?.stage1;
     // The guest's tables are built here and written into guest memory by run()'s set-up.
-    this.vcpu = new Vcpu(
-      this.kvm,
-      g ? stage1Builder(g, Math.min(scenario.vm.ipaBits, 48)) : null,
-      scenario.cpuOptions ?? {},
-    );
+    this.vcpu = new Vcpu(this.kvm, g ? stage1Builder(g, Math.min(scenario.vm.ipaBits, 48)) : null, {
+      ...scenario.cpuOptions,
+      fusedFaults: opts.fusedFaults ?? true,
+    });
     this.summary = {
       accesses: 0,
       faults: 0,
@@ -296,7 +294,7 @@ export class ScenarioRunner {
   }
 
   /** What mmap() takes for a scenario VMA (registered with userfaultfd later, not here). */
-  private vmaSpec(v: Vma): VmaSpec {
+  private vmaSpec(v: ScenarioVma): VmaSpec {
     let flags = protBits(v.prot);
     if (v.flags.shared) flags |= VM_SHARED;
     if (v.flags.maywrite) flags |= VM_MAYWRITE;
@@ -347,7 +345,7 @@ export class ScenarioRunner {
     for (const v of this.scenario.vmas) this.registerOne(v);
   }
 
-  private registerOne(v: Vma): void {
+  private registerOne(v: ScenarioVma): void {
     if (v.userfaultfd === null) return;
     const mm = this.kvm.mm;
     for (const piece of mm.vmas.vmas) {
@@ -364,7 +362,7 @@ export class ScenarioRunner {
     return v;
   }
 
-  private createSlot(m: Memslot, step: number | null, sink: RunSink): void {
+  private createSlot(m: ScenarioMemslot, step: number | null, sink: RunSink): void {
     const ps = this.kvm.pageSize;
     const ret = this.kvm.createMemslot({
       id: m.slot,
@@ -412,6 +410,7 @@ export class ScenarioRunner {
     const log = this.kvm.mm.uffdLog;
     log.reset();
     if (race !== undefined) races.arm(RACE_CODE[race]);
+    if (this.kvm.pgt.journal !== null || this.kvm.provenance !== null) this.markUnit('access', step);
     this.vcpu.access(kind, ipa, r);
     if (this.opts.auditHost === 'incremental' && r.leafValid) this.markDirty(r.leafIpa, r.leafSize);
     if (race !== undefined && races.disarm() !== RACE_NONE)
@@ -442,6 +441,21 @@ export class ScenarioRunner {
     const every = this.opts.progressEvery ?? 65536;
     if (this.opts.progress && s.accesses % every === 0) this.opts.progress(s.accesses, 0);
     return r.outcome === OUT_ERROR && this.scenario.onError === 'stop';
+  }
+
+  /**
+   * Starts the journal's and the provenance's unit of work: an access (the run's access index)
+   * or another step. Cold when both are off (the caller tests).
+   */
+  private markUnit(kind: string, step: number): void {
+    const access = kind === 'access' ? this.summary.accesses : -1;
+    const j = this.kvm.pgt.journal;
+    if (j !== null) j.beginUnit(j.opCode(kind), step, access);
+    const p = this.kvm.provenance;
+    if (p !== null) {
+      p.step = step;
+      p.access = access;
+    }
   }
 
   /** Runs one step. Returns true when the run must stop there (onError "stop"). */
@@ -675,6 +689,7 @@ export class ScenarioRunner {
       this.kvm.invalidateHook = (ipa, size) => this.markDirty(ipa, size);
     if (this.opts.auditHost) this.auditHost(null, null);
     for (const st of this.scenario.steps) {
+      if (st.kind !== 'access' && st.kind !== 'touch') this.markUnit(st.kind, st.index);
       const stop = this.runStep(st, sink);
       if (this.opts.auditHost) this.auditHost(st.index, st.kind);
       if (stop) {

@@ -8,7 +8,8 @@
  * parser also uses, so the type and the validation cannot drift apart.
  */
 
-import { ACCESS_NAMES } from '../mmu/vcpu.js';
+import { ACCESS_NAMES } from '../mmu/access.js';
+import { CPU_FEATURE_NAMES, type CpuFeatures } from '../mmu/cpu.js';
 
 /** The user_mem_abort() behaviour to model (src/mmu/kernel.ts; docs/scenario.md, "Top level"). */
 export const KERNELS = ['6.16', 'seed', 'v7', '6.17'] as const;
@@ -57,14 +58,17 @@ export const GUEST_VA_LIMIT = 2 ** 48;
 /** Memslot ids KVM accepts are 0 to KVM_USER_MEM_SLOTS - 1 (32767 on arm64). */
 export const MAX_SLOT_ID = 32766;
 
-/** Host CPU feature names, as `cpu` keys. */
-export const CPU_FEATURES = ['fwb', 'dic', 'idc', 'mte', 'tlbiRange', 'hafdbs', 'lse'] as const;
+/** Host CPU feature names, as `cpu` keys: the model's own list (src/mmu/cpu.ts, CPU_FEATURE_NAMES). */
+export const CPU_FEATURES = CPU_FEATURE_NAMES;
 /** One host CPU feature. */
 export type CpuFeature = (typeof CPU_FEATURES)[number];
 /** Optional CPU booleans (default false): FEAT_LPA2 in use by the host. */
 export const CPU_OPTIONAL_FEATURES = ['lpa2'] as const;
-/** A fully specified host CPU: FEAT_S2FWB, CTR_EL0.DIC/IDC, MTE, FEAT_TLBIRANGE, FEAT_HAFDBS, LSE atomics. */
-export type CpuFeatures = Readonly<Record<CpuFeature, boolean>> & { readonly lpa2?: boolean };
+/**
+ * A fully specified host CPU: the model's own CpuFeatures (src/mmu/cpu.ts), which the file gives
+ * key by key (CPU_FEATURES, and `lpa2`).
+ */
+export type ScenarioCpuFeatures = CpuFeatures;
 
 /** The built-in CPU presets; their feature values are defined in src/mmu/cpu.ts. */
 export const CPU_PROFILES = [
@@ -211,7 +215,7 @@ export interface PhysVma extends VmaCommon {
 }
 
 /** One VMA of the VMM, discriminated by `backing`. */
-export type Vma = MemoryVma | HugetlbVma | PhysVma;
+export type ScenarioVma = MemoryVma | HugetlbVma | PhysVma;
 
 /** The strings a memslot's `flags` array may hold. */
 export const MEMSLOT_FLAG_NAMES = ['log-dirty', 'readonly'] as const;
@@ -221,7 +225,7 @@ export const MEMSLOT_FLAG_NAMES = ['log-dirty', 'readonly'] as const;
  * null) by host virtual `[userspaceAddr, userspaceAddr + size)` as given by the file's `hva`,
  * which may span several VMAs or holes.
  */
-export interface Memslot {
+export interface ScenarioMemslot {
   readonly slot: number;
   readonly gpa: number;
   readonly size: number;
@@ -302,7 +306,7 @@ export interface GuestRangeMapping {
 }
 
 /** The guest's own stage-1 translation. */
-export interface GuestStage1 {
+export interface ScenarioGuestStage1 {
   readonly granule: Granule;
   /** IPA where the builder lays out the tables, aligned to the stage-1 granule. */
   readonly tables: number;
@@ -323,10 +327,10 @@ export interface GuestStage1 {
 
 /** The `guest` key. */
 export interface GuestConfig {
-  readonly stage1: GuestStage1;
+  readonly stage1: ScenarioGuestStage1;
 }
 
-/** Guest access kinds: the vCPU model's own names (src/mmu/vcpu.ts), in its ACC_* order. */
+/** Guest access kinds: the one table of names (src/mmu/access.ts), in ACC_* order. */
 export const ACCESS_KINDS = ACCESS_NAMES;
 /** One kind of guest access. */
 export type AccessKind = (typeof ACCESS_KINDS)[number];
@@ -417,7 +421,7 @@ export interface DirtyLogStep extends StepCommon {
 /** A memslot created mid-run. */
 export interface MemslotStep extends StepCommon {
   readonly kind: 'memslot';
-  readonly memslot: Memslot;
+  readonly memslot: ScenarioMemslot;
 }
 
 /** A memslot deleted mid-run. */
@@ -444,7 +448,7 @@ export type Step =
 /** A VMA mapped mid-run (MAP_FIXED: it replaces whatever it overlaps). */
 export interface MmapStep extends StepCommon {
   readonly kind: 'mmap';
-  readonly vma: Vma;
+  readonly vma: ScenarioVma;
 }
 
 /** munmap of `[offset, offset + size)` of the named VMA (offsets from where it was mapped). */
@@ -489,10 +493,10 @@ export interface Scenario {
   readonly granule: Granule;
   readonly paBits: number;
   readonly physical: readonly PhysicalRegion[];
-  readonly vmas: readonly Vma[];
+  readonly vmas: readonly ScenarioVma[];
   readonly vm: VmConfig;
   /** The memslots created before the first step, in file order. */
-  readonly memslots: readonly Memslot[];
+  readonly memslots: readonly ScenarioMemslot[];
   readonly guest: GuestConfig | null;
   readonly steps: readonly Step[];
   /** Top-level `onError`; absent: `'continue'`. */
@@ -520,7 +524,7 @@ export const CPU_OPTION_KEYS = ['dczvaBytes', 'dzp', 'atUpdatesAf'] as const;
  *
  * Returns whether the VMA has VM_MTE_ALLOWED.
  */
-export function vmaMteAllowed(vma: Vma, cpuHasMte: boolean): boolean {
+export function vmaMteAllowed(vma: ScenarioVma, cpuHasMte: boolean): boolean {
   const allowed = vma.flags.mteAllowed;
   return allowed === 'implied' ? cpuHasMte : allowed;
 }

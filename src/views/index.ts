@@ -7,3 +7,4 @@ export type { AccessName, FaultName, WalkJson } from './walk.js';
 export { describeTable } from './table.js';
 export { ptdump, ptdumpIpaRange, ptdumpStage2Levels } from './ptdump.js';
 export { DEBUG_DESCRIPTION, INSPECT_CUSTOM, hexShort, sizeUnit } from './hooks.js';
+export { installDebugHooks } from './debug.js';

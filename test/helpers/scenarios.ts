@@ -9,7 +9,8 @@
 import { parseScenario } from '../../src/scenario/parse.js';
 import { ScenarioRunner, accessJson } from '../../src/scenario/run.js';
 import type { RunOptions, RunSummary } from '../../src/scenario/run.js';
-import { AccessResult, ACCESS_NAMES } from '../../src/mmu/vcpu.js';
+import { AccessResult } from '../../src/mmu/vcpu.js';
+import { ACCESS_NAMES } from '../../src/mmu/access.js';
 
 /** A JSON-shaped scenario (what parseScenario takes). */
 export type Json = Record<string, unknown>;

@@ -8,7 +8,9 @@
  * A table that a huge leaf replaces is freed for the accounting, but its
  * chunk stays, zeroed, to be reused when a table is needed there again: a
  * fault that rebuilds tables (a driver refilling a zapped PFNMAP range)
- * allocates nothing, and neither do lookups. An entry is a leaf, a table pointer (HPTE_TABLE:
+ * allocates nothing, and neither do lookups. PTE-level chunks keep entries that fault-in
+ * order leaves in arithmetic progression as a bitmap (one bit an entry: see Chunk), which is
+ * what keeps a 1 TiB guest's host side small. An entry is a leaf, a table pointer (HPTE_TABLE:
  * look one level down), a zapped marker, or empty. The walk is top-down, so a
  * huge leaf can be installed only where the entry above the tables is empty
  * (pmd_none), exactly as in the kernel.
@@ -29,6 +31,7 @@
  */
 import { shr, type HostGranule, pow2 } from './granule.js';
 import { HostOp, type HvaOp, type HvaPfnOp } from './op.js';
+import { DOUBLE_FIELD } from '../../pgtable/op.js';
 
 /** Valid leaf. */
 export const HPTE_PRESENT = 1 << 0;
@@ -75,11 +78,134 @@ export function newHostLeaf(): HostLeaf {
   return { level: -1, shift: 0, base: 0, pfn: 0, flags: 0 };
 }
 
-interface Chunk {
-  readonly pfn: Float64Array;
-  readonly flags: Uint16Array;
+/** The pfn carrier of an empty entry or a table pointer (pfn 0). */
+const ZERO_PFN: { readonly pfn: number } = { pfn: 0 };
+
+/**
+ * One table page of entries. A PTE-level chunk starts in *linear* form: a bitmap of the
+ * entries in use, which all have the same flags and map pfns in arithmetic progression (pfn
+ * of entry i = anchorPfn + step × (i − anchorIdx), step ±1): what faults in address order
+ * leave behind, whether the allocator hands pages out ascending (a bump pointer) or
+ * descending (a free list refilled by a zap). It costs one bit per entry instead of ten bytes,
+ * which is what lets a 1 TiB guest's host side fit in memory. The first store that breaks the
+ * pattern turns the chunk *explicit* (a pfn and a flags array) for good, until the table is
+ * freed. PMD- and PUD-level chunks are always explicit. The form is invisible from outside:
+ * every read goes through flagsAt() / pfnAt().
+ */
+class Chunk {
+  /** Explicit form: the pfn and flags of each entry (null while linear). */
+  pfn: Float64Array | null;
+  flags: Uint16Array | null;
+  /** Linear form: bit i set = entry i in use (null once explicit). */
+  bits: Int32Array | null;
+  /** Linear form: entries in use, the flags they share, and the progression of their pfns. */
+  count = 0;
+  lflags = 0;
+  anchorIdx = 0;
+  anchorPfn = DOUBLE_FIELD;
+  /** +1 or −1; 0 while a single entry leaves it undecided. */
+  step = 0;
   /** A table page in use (counted in `tables`); a freed one is all zeros. */
-  live: boolean;
+  live = true;
+
+  constructor(entries: number, linear: boolean) {
+    this.pfn = linear ? null : new Float64Array(entries);
+    this.flags = linear ? null : new Uint16Array(entries);
+    this.bits = linear ? new Int32Array(entries >>> 5) : null;
+  }
+
+  /** The flags of entry i (0: empty). */
+  flagsAt(i: number): number {
+    const f = this.flags;
+    if (f !== null) return f[i]!;
+    return (this.bits![i >>> 5]! & (1 << (i & 31))) !== 0 ? this.lflags : 0;
+  }
+
+  /**
+   * The pfn of entry i (0 for an empty entry) into `out.pfn`: a pfn past 2^31 returned from a
+   * call V8 does not inline would be boxed into a new heap number.
+   */
+  pfnInto(i: number, out: { pfn: number }): void {
+    const p = this.pfn;
+    if (p !== null) out.pfn = p[i]!;
+    else if ((this.bits![i >>> 5]! & (1 << (i & 31))) !== 0)
+      out.pfn = this.anchorPfn + this.step * (i - this.anchorIdx);
+    else out.pfn = 0;
+  }
+
+  /** Sets entry i to (`op.pfn`, flags), staying linear when the entry fits the progression. */
+  setOp(i: number, op: { readonly pfn: number }, flags: number): void {
+    if (this.flags === null && !this.setLinear(i, op, flags)) this.materialize();
+    const f = this.flags;
+    if (f !== null) {
+      f[i] = flags;
+      this.pfn![i] = op.pfn;
+    }
+  }
+
+  /** setOp() in linear form; false when the store does not fit it (the caller materializes). */
+  private setLinear(i: number, op: { readonly pfn: number }, flags: number): boolean {
+    const pfn = op.pfn;
+    const bits = this.bits!;
+    const w = i >>> 5;
+    const b = 1 << (i & 31);
+    const used = (bits[w]! & b) !== 0;
+    if (flags === 0) {
+      if (pfn !== 0) return false;
+      if (used) {
+        bits[w] = bits[w]! & ~b;
+        if (--this.count === 0) this.step = 0;
+      }
+      return true;
+    }
+    if (this.count === 0) {
+      this.anchorIdx = i;
+      this.anchorPfn = pfn;
+      this.step = 0;
+      this.lflags = flags;
+    } else {
+      if (flags !== this.lflags) return false;
+      const d = i - this.anchorIdx;
+      if (used || this.step !== 0) {
+        if (pfn !== this.anchorPfn + this.step * d) return false;
+      } else if (pfn === this.anchorPfn + d) this.step = 1;
+      else if (pfn === this.anchorPfn - d) this.step = -1;
+      else return false;
+    }
+    if (!used) {
+      bits[w] = bits[w]! | b;
+      this.count++;
+    }
+    return true;
+  }
+
+  /** Turns a linear chunk explicit, entry for entry. */
+  materialize(): void {
+    const n = this.bits!.length << 5;
+    const pfn = new Float64Array(n);
+    const flags = new Uint16Array(n);
+    const tmp = { pfn: DOUBLE_FIELD };
+    for (let i = 0; i < n; i++) {
+      flags[i] = this.flagsAt(i);
+      this.pfnInto(i, tmp);
+      pfn[i] = tmp.pfn;
+    }
+    this.pfn = pfn;
+    this.flags = flags;
+    this.bits = null;
+  }
+
+  /** Empties every entry (a freed table), keeping the chunk's form (so nothing is allocated). */
+  clearAll(): void {
+    if (this.bits !== null) {
+      this.bits.fill(0);
+      this.count = 0;
+      this.step = 0;
+    } else {
+      this.pfn!.fill(0);
+      this.flags!.fill(0);
+    }
+  }
 }
 
 /** The sparse three-level host page table. */
@@ -93,17 +219,31 @@ export class HostPageTable {
   private readonly levels: Map<number, Chunk>[] = [new Map(), new Map(), new Map()];
   private readonly entries: number;
   private readonly sizes: readonly number[];
+  /**
+   * 1 / sizes[level], and 1 / (sizes[level] × entries) (a chunk's span): the sizes are powers
+   * of two, so multiplying by the inverse is exact, and much cheaper than a division.
+   */
+  private readonly invSizes: Float64Array;
+  private readonly invSpans: Float64Array;
   // One-entry lookup cache per level (chunk key → chunk or undefined); reset on any structural change.
   private readonly cacheKey = [-1, -1, -1];
   private readonly cacheChunk: (Chunk | undefined)[] = [undefined, undefined, undefined];
   /** The carrier the argument-taking forms fill (lookup, set, clear, updateFlags). */
   private readonly arg = new HostOp();
+  /** The pfn of the entry forEach() hands its callback. */
+  private readonly walkPfn = { pfn: DOUBLE_FIELD };
 
-  constructor(granule: HostGranule) {
+  /** Whether PTE-level chunks start in the linear form (see Chunk); tests compare both. */
+  private readonly linearChunks: boolean;
+
+  constructor(granule: HostGranule, opts: { linearChunks?: boolean } = {}) {
     this.granule = granule;
+    this.linearChunks = opts.linearChunks ?? true;
     this.shifts = [granule.pageShift, granule.pmdShift, granule.pudShift];
     this.sizes = this.shifts.map((s) => pow2(s));
     this.entries = pow2(granule.tableBits);
+    this.invSizes = Float64Array.from(this.sizes, (x) => 1 / x);
+    this.invSpans = Float64Array.from(this.sizes, (x) => 1 / (x * this.entries));
   }
 
   /**
@@ -127,9 +267,8 @@ export class HostPageTable {
   lookupOp(op: HvaOp, out: HostLeaf): boolean {
     const hva = op.hva;
     for (let level = HOST_LEVEL_PUD; level >= HOST_LEVEL_PTE; level--) {
-      const size = this.sizes[level];
-      const idx = Math.floor(hva / size);
-      const key = Math.floor(idx / this.entries);
+      const idx = Math.floor(hva * this.invSizes[level]!);
+      const key = Math.floor(hva * this.invSpans[level]!);
       let c: Chunk | undefined;
       if (this.cacheKey[level] === key) {
         c = this.cacheChunk[level];
@@ -139,12 +278,13 @@ export class HostPageTable {
         this.cacheChunk[level] = c;
       }
       const i = idx - key * this.entries;
-      const f = c === undefined ? 0 : c.flags[i];
+      const f = c === undefined ? 0 : c.flagsAt(i);
       if ((f & HPTE_TABLE) !== 0) continue;
       out.level = level;
       out.shift = this.shifts[level];
-      out.base = idx * size;
-      out.pfn = c === undefined ? 0 : c.pfn[i];
+      out.base = idx * this.sizes[level]!;
+      if (c === undefined) out.pfn = 0;
+      else c.pfnInto(i, out);
       out.flags = f;
       return (f & HPTE_PRESENT) !== 0;
     }
@@ -169,20 +309,15 @@ export class HostPageTable {
     const hva = op.hva;
     for (let l = HOST_LEVEL_PUD; l > level; l--) {
       const c = this.chunkFor(op, l, true) as Chunk;
-      const i = Math.floor(hva / this.sizes[l]) & (this.entries - 1);
-      if ((c.flags[i] & HPTE_TABLE) === 0) {
-        c.flags[i] = HPTE_TABLE;
-        c.pfn[i] = 0;
-      }
+      const i = Math.floor(hva * this.invSizes[l]!) & (this.entries - 1);
+      if ((c.flagsAt(i) & HPTE_TABLE) === 0) c.setOp(i, ZERO_PFN, HPTE_TABLE);
     }
     const c = this.chunkFor(op, level, true) as Chunk;
-    const size = this.sizes[level];
-    const idx = Math.floor(hva / size);
+    const idx = Math.floor(hva * this.invSizes[level]!);
     const i = idx & (this.entries - 1);
-    const wasTable = (c.flags[i] & HPTE_TABLE) !== 0;
-    c.pfn[i] = op.pfn;
-    c.flags[i] = flags;
-    if (wasTable) this.dropBelow(level, idx * size);
+    const wasTable = (c.flagsAt(i) & HPTE_TABLE) !== 0;
+    c.setOp(i, op, flags);
+    if (wasTable) this.dropBelow(level, idx * this.sizes[level]!);
   }
 
   /** Clears the entry at `level` containing hva (pte_clear); tables stay. */
@@ -196,9 +331,8 @@ export class HostPageTable {
     const hva = op.hva;
     const c = this.chunkFor(op, level, false);
     if (c === undefined) return;
-    const i = Math.floor(hva / this.sizes[level]) & (this.entries - 1);
-    c.flags[i] = 0;
-    c.pfn[i] = 0;
+    const i = Math.floor(hva * this.invSizes[level]!) & (this.entries - 1);
+    c.setOp(i, ZERO_PFN, 0);
   }
 
   /** ORs and then ANDs the flags of the entry at `level` containing hva. */
@@ -212,8 +346,13 @@ export class HostPageTable {
     const hva = op.hva;
     const c = this.chunkFor(op, level, false);
     if (c === undefined) return;
-    const i = Math.floor(hva / this.sizes[level]) & (this.entries - 1);
-    c.flags[i] = (c.flags[i] | orBits) & andMask;
+    const i = Math.floor(hva * this.invSizes[level]!) & (this.entries - 1);
+    const f = c.flagsAt(i);
+    const nf = (f | orBits) & andMask;
+    if (nf === f) return;
+    const tmp = this.arg;
+    c.pfnInto(i, tmp);
+    c.setOp(i, tmp, nf);
   }
 
   /**
@@ -252,7 +391,7 @@ export class HostPageTable {
       const hi = Math.min(lastIdx, key * this.entries + this.entries - 1);
       for (let idx = lo; idx <= hi; idx++) {
         const i = idx & (this.entries - 1);
-        const f = c.flags[i];
+        const f = c.flagsAt(i);
         if (f === 0) continue;
         const base = idx * pow2(shift);
         if ((f & HPTE_TABLE) !== 0) {
@@ -260,7 +399,8 @@ export class HostPageTable {
             this.walk(level - 1, Math.max(start, base), Math.min(end, base + pow2(shift)), fn);
           }
         } else {
-          fn(level, base, c.pfn[i], f);
+          c.pfnInto(i, this.walkPfn);
+          fn(level, base, this.walkPfn.pfn, f);
         }
       }
     };
@@ -276,7 +416,7 @@ export class HostPageTable {
    * (every fault of a sequential workload) does no Map lookup.
    */
   private chunkFor(op: HvaOp, level: number, create: boolean): Chunk | undefined {
-    const key = Math.floor(op.hva / (this.sizes[level] * this.entries));
+    const key = Math.floor(op.hva * this.invSpans[level]!);
     let c: Chunk | undefined;
     if (this.cacheKey[level] === key) {
       c = this.cacheChunk[level];
@@ -287,7 +427,7 @@ export class HostPageTable {
     }
     if (create) {
       if (c === undefined) {
-        c = { pfn: new Float64Array(this.entries), flags: new Uint16Array(this.entries), live: true };
+        c = new Chunk(this.entries, this.linearChunks && level === HOST_LEVEL_PTE);
         this.levels[level].set(key, c);
         this.tables++;
         this.cacheChunk[level] = c;
@@ -307,8 +447,7 @@ export class HostPageTable {
       for (let a = base; a < base + size; a += span) {
         const c = this.levels[l].get(shr(a, this.shifts[l] + this.granule.tableBits));
         if (c === undefined || !c.live) continue;
-        c.pfn.fill(0);
-        c.flags.fill(0);
+        c.clearAll();
         c.live = false;
         this.tables--;
       }

@@ -222,6 +222,16 @@ export class PhysMem {
   /** allocFolio() with the head pfn left in `out.pfn`. Returns false when no RAM is left. */
   allocFolioInto(order: number, hugetlb: boolean, out: PfnResult): boolean {
     if (!this.takeBlockInto(order, out)) return false;
+    if (order === 0 && !hugetlb) {
+      // One page (every 4K anonymous fault): one state word, the same bits as below.
+      const pfn = out.pfn;
+      const c = this.chunk(Math.floor(pfn / CHUNK_PAGES), true) as Uint16Array;
+      const i = pfn & (CHUNK_PAGES - 1);
+      c[i] = (c[i]! & PS_HWPOISON) | PS_ALLOCATED | PS_HEAD;
+      this.stats.allocatedPages++;
+      this.stats.zeroedPages++;
+      return true;
+    }
     const n = POW2[order]!;
     const word = PS_ALLOCATED | (hugetlb ? PS_HUGETLB : 0) | (order << PS_ORDER_SHIFT);
     this.fillStateOp(out, n, word, PS_HWPOISON);
