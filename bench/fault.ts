@@ -83,6 +83,8 @@ interface FaultSpec {
   ramBase?: number;
   /** Run with the stage-2 write journal on (src/pgtable/journal.ts); reset untimed per batch. */
   journal?: boolean;
+  /** Run every fault through the general path (RunOptions.fusedFaults false): what the fused path saves. */
+  general?: boolean;
 }
 
 /**
@@ -132,7 +134,10 @@ function buildScenario(spec: FaultSpec): ScenarioRunner {
     memslots: [{ slot: 0, gpa: '0x' + (spec.gpa ?? IPA).toString(16), size: String(spec.size), vma: 'm' }],
     steps: [],
   });
-  const runner = new ScenarioRunner(s, { journal: spec.journal ?? false });
+  const runner = new ScenarioRunner(s, {
+    journal: spec.journal ?? false,
+    fusedFaults: !(spec.general ?? false),
+  });
   runner.run(); // creates the memslot
   return runner;
 }
@@ -316,6 +321,20 @@ export function faultCases(quick: boolean): BenchCase<FaultState>[] {
       pattern: 'write',
       reset: 'unmap',
       what: 'a 4K anonymous write fault',
+    },
+    // The same faults on the general path only (kvm_handle_guest_abort → user_mem_abort):
+    // what the fused fast path (src/mmu/fastfault.ts) saves.
+    {
+      name: 'fault/grace/anon-4K-write-in-order-general',
+      cpu: grace,
+      cpuLabel: 'grace',
+      vma: anon,
+      size: anonSize,
+      stride: 4 * KIB,
+      pattern: 'write',
+      reset: 'unmap',
+      what: 'a 4K anonymous write fault, general path',
+      general: true,
     },
     // The same faults with the write journal on (time travel; docs/time-travel.md): its cost.
     {

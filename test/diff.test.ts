@@ -111,3 +111,32 @@ describe('diff: bad input', () => {
     expect(() => main(['diff'])).toThrow(/expected FILE --kernel A --vs B/);
   });
 });
+
+describe('diff --html', () => {
+  it('draws both runs side by side and lists every differing field of every differing access', async () => {
+    const { mkdtempSync, readFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { parseHTML } = await import('linkedom');
+    const file = join(mkdtempSync(join(tmpdir(), 's2emu-diff-')), 'diff.html');
+    const out = capture();
+    expect(main(['diff', EXAMPLE, '--kernel', '6.16', '--vs', '6.17', '--json', '--html', file])).toBe(1);
+    const lines = out
+      .text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { fields?: string[]; summary?: { differ: number } });
+    const fieldsDiffering = lines.reduce((n, l) => n + (l.fields?.length ?? 0), 0);
+    const doc = parseHTML(readFileSync(file, 'utf8')).document;
+    // The cost chart has a bar for each configuration: 6.16 and 6.17.
+    const cost = doc.querySelector('figure[data-chart="cost"]')!.textContent;
+    expect(cost).toContain('under kernel 6.16');
+    expect(cost).toContain('under kernel 6.17');
+    const tables = [...doc.querySelectorAll('table')];
+    const diffTable = tables.find((t) => t.textContent.includes('field'))!;
+    // A row per differing field, plus the header.
+    expect(diffTable.querySelectorAll('tr').length).toBe(fieldsDiffering + 1);
+    expect(diffTable.textContent).toContain('under kernel 6.16');
+    expect(diffTable.textContent).toContain('Device-nGnRE');
+  });
+});

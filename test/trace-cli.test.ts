@@ -411,3 +411,39 @@ describe('a guest with its own stage 1: faults replay at the VA in FAR', () => {
     expect(ts.agreement.compared).toBeGreaterThan(0);
   });
 });
+
+describe('trace --html', () => {
+  it('writes the run charts and the fault rate over the trace, counting every timed fault once', async () => {
+    const { parseHTML } = await import('linkedom');
+    const out = join(tmp, 'trace.html');
+    const r = s2emu(['trace', 'examples/traces/generated-perf.txt', '--host', HOST, '--html', out, '--json']);
+    expect(r.status).toBe(0);
+    const { summary } = jsonLines(r.stdout);
+    const doc = parseHTML(readFileSync(out, 'utf8')).document;
+    for (const c of ['cost', 'faults', 'leaves', 'fault-rate'])
+      expect(doc.querySelector(`figure[data-chart="${c}"] svg`), c).not.toBeNull();
+    // Each bin's title says how many faults it holds; together, every kvm_guest_fault event
+    // of the trace (all of them carry perf's timestamp).
+    const titles = [
+      ...doc.querySelectorAll('figure[data-chart="fault-rate"] g[aria-label="rect"] rect title'),
+    ];
+    const counted = titles.reduce((n, t) => n + Number(/: (\d+) faults?/.exec(t.textContent)![1]), 0);
+    expect(counted).toBe(summary.trace.faults);
+    expect(doc.querySelector('title')!.textContent).toBe('s2emu trace examples/traces/generated-perf.txt');
+  });
+
+  it('refuses --html with --scenario (nothing runs)', () => {
+    const r = s2emu([
+      'trace',
+      'examples/traces/boot-perf.txt',
+      '--host',
+      HOST,
+      '--scenario',
+      join(tmp, 'x.json'),
+      '--html',
+      join(tmp, 'x.html'),
+    ]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--html does not apply');
+  });
+});

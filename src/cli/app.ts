@@ -25,30 +25,33 @@ import { s2emuVersion } from './version.js';
 const USAGE = `Usage: s2emu <command> [options]
 
 Commands:
-  replay FILE|-                  run a replay script and print its output
-  run FILE [--json] [--kernel V] run a scenario and print a report
-  ptdump FILE [--at N] [--wide|--json]  the stage-2 table as debugfs prints it (docs/debugging.md)
-  explain FILE ADDR [--at N] [--va]     one address walked level by level (docs/debugging.md)
-  trace FILE --host HOST.json [--json|--scenario OUT]  replay a KVM trace on a modelled host (docs/trace.md)
-  sweep FILE --kernel A,B --cpu P,Q --granule G,H [--json|--csv]  run every configuration of a matrix (docs/sweep.md)
-  step FILE [--at N|--until IPA]  walk a run one access or operation at a time (docs/time-travel.md)
-  diff FILE --kernel A --vs B    where two runs differ, access by access (or --cpu A --vs B, or FILE1 FILE2)
-  help                           this text
+  run FILE                 run a scenario and print a report (docs/scenario.md)
+  replay FILE|-            run a replay script and print its output (docs/replay.md)
+  ptdump FILE              the stage-2 table as debugfs prints it (docs/debugging.md)
+  explain FILE ADDR        one address walked level by level, and why (docs/debugging.md)
+  step FILE                walk a run one access or operation at a time (docs/time-travel.md)
+  diff FILE --kernel A --vs B | --cpu A --vs B | FILE1 FILE2
+                           where two runs differ, access by access (docs/time-travel.md)
+  trace FILE --host HOST.json
+                           replay a KVM tracepoint trace on a modelled host (docs/trace.md)
+  sweep FILE --kernel A,B --cpu P,Q --granule G,H ...
+                           run every configuration of a matrix (docs/sweep.md)
+  help                     this text
 
 Exit status: 0 ran, nothing went wrong on the host side; 1 ran, but KVM_RUN failed or a
 diagnostic fired; 2 rejected input (a usage error, a bad file).
 
 Options:
-  --json         (run) print one JSON line per access, then a summary (docs/scenario.md)
-  --kernel V     (run) model kernel "6.17" (default), "6.16", "seed" or "v7"
+  --json         (run, trace, diff, ptdump, explain, sweep) JSON lines for tools
+  --kernel V     (run, trace, ...) model kernel "6.17" (default), "6.16", "seed" or "v7"
   --no-audit     (run) skip the host-consistency audit after each step (docs/scenario.md)
   --allow-errors (run) exit 0 even when KVM_RUN failed or a diagnostic fired
   --max-accesses N  (run) allow a scenario of more than 2^30 accesses
   --quiet        (run, sweep) no progress bar
-  --html OUT     (run, sweep) also write the charts as one self-contained page (docs/sweep.md)
+  --html OUT     (run, sweep, trace, diff) also write charts as one self-contained page
   --break IPA    (run) stop in user_mem_abort() under the inspector when IPA faults (docs/debugging.md)
   --break-step N (run) the same, at the first fault of step N
-  --at N         (ptdump, explain) the state after step N
+  --at N         (ptdump, explain, step) the state after step N
   --wide         (ptdump) one run per line with OA, memory types, SH, CONT, SW bits
   --jobs N       (sweep) worker threads (default: one per core)
   --no-color     plain output

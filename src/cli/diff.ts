@@ -19,6 +19,9 @@ import type { RunSummary } from '../scenario/run.js';
 import type { Scenario } from '../scenario/types.js';
 import { DescriptorView } from '../views/descriptor.js';
 import { CliInputError } from './errors.js';
+import { RunHtmlTap, renderHtmlReport, resultSections, writeHtmlFile } from './html.js';
+import type { HtmlSection } from './html.js';
+import type { SweepRow } from './sweep-matrix.js';
 import { loadInput } from './step.js';
 import type { CommonOptions } from './app.js';
 
@@ -47,6 +50,7 @@ export function diffRun(
   scenario: Scenario,
   where: string,
   kernel?: KernelName,
+  tap?: RunHtmlTap,
 ): { accesses: DiffAccess[]; summary: RunSummary } {
   const accesses: DiffAccess[] = [];
   let summary: RunSummary;
@@ -55,6 +59,7 @@ export function diffRun(
     const pgt = runner.kvm.pgt;
     summary = runner.run({
       access: (step, r) => {
+        tap?.add(r);
         const faults: string[] = [];
         for (let i = 0; i < r.nFaults; i++) {
           const f = r.fault(i);
@@ -194,6 +199,7 @@ const DIFF_OPTIONS = {
   cpu: { type: 'string' },
   vs: { type: 'string' },
   json: { type: 'boolean' },
+  html: { type: 'string' },
 } as const;
 
 function checkKernel(what: string, k: string): KernelName {
@@ -231,6 +237,8 @@ export function diffCommand(args: string[], common: CommonOptions): number {
       throw new CliInputError(`diff: ${inp.where} is a replay script; diff compares scenario runs`);
     return inp;
   };
+  // `--html`: each side's charts next to the other's, then the differing accesses.
+  const taps = values.html !== undefined ? [new RunHtmlTap(), new RunHtmlTap()] : [];
   let labels: [string, string];
   let a: ReturnType<typeof diffRun>;
   let b: ReturnType<typeof diffRun>;
@@ -243,8 +251,8 @@ export function diffCommand(args: string[], common: CommonOptions): number {
     const x = scen(positionals[0]!);
     const y = scen(positionals[1]!);
     labels = [x.where, y.where];
-    a = diffRun(x.scenario, x.where, k);
-    b = diffRun(y.scenario, y.where, k);
+    a = diffRun(x.scenario, x.where, k, taps[0]);
+    b = diffRun(y.scenario, y.where, k, taps[1]);
   } else {
     if (values.vs === undefined)
       throw new CliInputError('diff: one FILE needs --kernel A --vs B or --cpu A --vs B (or give two FILEs)');
@@ -253,19 +261,24 @@ export function diffCommand(args: string[], common: CommonOptions): number {
       const ca = checkCpu('--cpu', values.cpu);
       const cb = checkCpu('--vs', values.vs);
       labels = [`${x.where} on cpu ${ca}`, `${x.where} on cpu ${cb}`];
-      a = diffRun({ ...x.scenario, cpu: { profile: ca } } as Scenario, x.where);
-      b = diffRun({ ...x.scenario, cpu: { profile: cb } } as Scenario, x.where);
+      a = diffRun({ ...x.scenario, cpu: { profile: ca } } as Scenario, x.where, undefined, taps[0]);
+      b = diffRun({ ...x.scenario, cpu: { profile: cb } } as Scenario, x.where, undefined, taps[1]);
     } else {
       if (values.kernel === undefined)
         throw new CliInputError('diff: --vs needs --kernel A or --cpu A to compare with');
       const ka = checkKernel('--kernel', values.kernel);
       const kb = checkKernel('--vs', values.vs);
       labels = [`${x.where} under kernel ${ka}`, `${x.where} under kernel ${kb}`];
-      a = diffRun(x.scenario, x.where, ka);
-      b = diffRun(x.scenario, x.where, kb);
+      a = diffRun(x.scenario, x.where, ka, taps[0]);
+      b = diffRun(x.scenario, x.where, kb, taps[1]);
     }
   }
   const d = diffRuns(labels, a, b);
+  if (values.html !== undefined)
+    writeDiffHtml(values.html, d, [
+      taps[0]!.row(labels[0], a.summary, 0),
+      taps[1]!.row(labels[1], b.summary, 1),
+    ]);
   if (values.json) {
     const lines = d.accesses.map((e) => JSON.stringify({ index: e.index, fields: e.fields, a: e.a, b: e.b }));
     lines.push(
@@ -286,6 +299,35 @@ export function diffCommand(args: string[], common: CommonOptions): number {
 
 /** The `diff` entry of the CLI's command table. */
 export const DIFF_COMMAND = {
-  usage: 'diff FILE --kernel A --vs B | --cpu A --vs B | FILE1 FILE2 [--json]',
+  usage: 'diff FILE --kernel A --vs B | --cpu A --vs B | FILE1 FILE2 [--json] [--html OUT.html]',
   run: diffCommand,
 };
+
+/** Differing accesses the page lists (the rest are counted). */
+const HTML_DIFF_ROWS = 500;
+
+/** `diff --html`: both runs' charts side by side, then the accesses that differ. */
+function writeDiffHtml(file: string, d: DiffResult, rows: [SweepRow, SweepRow]): void {
+  const cell = (e: DiffAccess | null, f: Field): string => (e === null ? '(none)' : String(e[f] ?? '-'));
+  const tableRows: (string | number)[][] = [];
+  for (const e of d.accesses.slice(0, HTML_DIFF_ROWS)) {
+    const x = e.a ?? e.b!;
+    for (const f of e.fields)
+      tableRows.push([e.index, x.step, x.access, hexAddr(x.ipa), f, cell(e.a, f), cell(e.b, f)]);
+  }
+  const more = d.accesses.length - Math.min(d.accesses.length, HTML_DIFF_ROWS);
+  const counts = FIELDS.filter((f) => d.counts[f] > 0).map((f) => `${f} in ${d.counts[f]}`);
+  const differences: HtmlSection = {
+    title: 'Where the runs differ',
+    text:
+      d.accesses.length === 0
+        ? `The ${d.compared} accesses agree in every compared field.`
+        : `${d.accesses.length} of ${d.compared} accesses differ (${counts.join(', ')})` +
+          (more > 0 ? `; the first ${HTML_DIFF_ROWS} are listed.` : '.'),
+    table: { head: ['#', 'step', 'access', 'IPA', 'field', d.labels[0], d.labels[1]], rows: tableRows },
+  };
+  writeHtmlFile(
+    file,
+    renderHtmlReport(`s2emu diff: ${d.labels[0]} vs ${d.labels[1]}`, [...resultSections(rows), differences]),
+  );
+}

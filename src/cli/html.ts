@@ -7,6 +7,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { COST_CAUSES } from '../mmu/cost.js';
+import type { AccessResult } from '../mmu/vcpu.js';
 import type { RunSink, RunSummary } from '../scenario/run.js';
 import type { ChartRow } from './charts.js';
 import { costChart, escapeHtml, faultsChart, leafMixChart } from './charts.js';
@@ -171,14 +172,36 @@ export class RunHtmlTap {
     };
   }
 
+  /** Counts one access (for a driver whose sink is not a RunSink, such as `trace`). */
+  add(r: AccessResult): void {
+    this.tally.add(r);
+  }
+
+  /** Records a refused memslot (as wrap() does). */
+  refuse(slot: number, errno: string): void {
+    this.refused.push({ slot, errno });
+  }
+
   /**
    * Writes the page of the finished run `summary` to `file`: `label` names the configuration
-   * (kernel, CPU, granule), `where` the scenario file.
+   * (kernel, CPU, granule), `where` the input; `title` heads the page (default `s2emu run
+   * WHERE`) and `extra` sections follow the run's (a trace's fault rate over time).
    */
-  write(file: string, where: string, label: string, summary: RunSummary): void {
+  write(
+    file: string,
+    where: string,
+    label: string,
+    summary: RunSummary,
+    title = `s2emu run ${where}`,
+    extra: readonly HtmlSection[] = [],
+  ): void {
+    writeHtmlFile(file, renderHtmlReport(title, [...resultSections([this.row(label, summary)]), ...extra]));
+  }
+
+  /** The finished run as one configuration row of the charts (`index` its position). */
+  row(label: string, summary: RunSummary, index = 0): SweepRow {
     const result = sweepResult(summary, this.tally, this.refused);
     const { status, problems } = judgeResult(result);
-    const row: SweepRow = { index: 0, config: {}, label, status, problems, result };
-    writeHtmlFile(file, renderHtmlReport(`s2emu run ${where}`, resultSections([row])));
+    return { index, config: {}, label, status, problems, result };
   }
 }

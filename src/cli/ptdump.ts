@@ -14,8 +14,6 @@ import type { Kvm } from '../mmu/vm.js';
 import type { Vcpu } from '../mmu/vcpu.js';
 import type { Stage2PageTable } from '../pgtable/stage2.js';
 import { ReplayError, parseReplay, runReplay } from '../replay/replay.js';
-import { ScenarioError, formatIssue } from '../scenario/errors.js';
-import { parseScenarioText } from '../scenario/parse.js';
 import { ScenarioRunError, ScenarioRunner } from '../scenario/run.js';
 import {
   ptdump,
@@ -26,7 +24,7 @@ import {
   ptdumpWide,
 } from '../views/ptdump.js';
 import type { CliCommand } from './app.js';
-import { CliInputError, readInput } from './errors.js';
+import { CliInputError, parseScenarioInput, readInput } from './errors.js';
 import { leafProvenance } from '../views/provenance.js';
 
 /** What a file's state is: the table, and for a scenario its VM and vCPU. */
@@ -117,16 +115,7 @@ function loadReplay(where: string, text: string, opts: LoadOptions): LoadedState
 }
 
 function loadScenario(where: string, text: string, opts: LoadOptions): LoadedState {
-  let scenario: ReturnType<typeof parseScenarioText>;
-  try {
-    scenario = parseScenarioText(text);
-  } catch (e) {
-    if (e instanceof ScenarioError)
-      throw new CliInputError(
-        `${where}: scenario rejected:\n${e.issues.map((i) => formatIssue(i, where)).join('\n')}`,
-      );
-    throw e;
-  }
+  let scenario = parseScenarioInput(text, where);
   const total = scenario.steps.length;
   if (opts.at !== undefined) {
     if (opts.at >= total)

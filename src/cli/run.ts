@@ -12,8 +12,6 @@ import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import { KERNEL_NAMES } from '../mmu/kernel.js';
 import type { KernelName } from '../mmu/kernel.js';
-import { ScenarioError, formatIssue } from '../scenario/errors.js';
-import { parseScenarioText } from '../scenario/parse.js';
 import {
   ScenarioRunError,
   ScenarioRunner,
@@ -23,7 +21,7 @@ import {
 } from '../scenario/run.js';
 import type { RunSink, RunSummary } from '../scenario/run.js';
 import type { Scenario } from '../scenario/types.js';
-import { CliInputError, readInput } from './errors.js';
+import { CliInputError, parseScenarioInput, readInput } from './errors.js';
 import { StepReport, formatReport, uffdText } from './report.js';
 import { prepareBreak } from './break.js';
 import type { BreakSpec } from './break.js';
@@ -95,17 +93,8 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
   const where = file === '-' ? '<stdin>' : file;
   const write = opts.write ?? ((t: string): void => void process.stdout.write(t));
   const text = readInput(file);
-  let scenario: Scenario;
-  try {
-    scenario = parseScenarioText(text);
-  } catch (e) {
-    // One issue a line in the editor's format, FILE:LINE:COL: key.path: message.
-    if (e instanceof ScenarioError)
-      throw new CliInputError(
-        `${where}: scenario rejected:\n${e.issues.map((i) => formatIssue(i, where)).join('\n')}`,
-      );
-    throw e;
-  }
+  // One issue a line in the editor's format, FILE:LINE:COL: key.path: message.
+  const scenario = parseScenarioInput(text, where);
   const kernel = (opts.kernel ?? scenario.kernel) as KernelName;
   const total = countAccesses(scenario);
   const max = opts.maxAccesses ?? DEFAULT_MAX_ACCESSES;

@@ -17,15 +17,13 @@ import type { KernelName } from '../mmu/kernel.js';
 import type { Provenance } from '../mmu/provenance.js';
 import { ReplayError, parseReplay, runReplay } from '../replay/replay.js';
 import type { ReplayOp } from '../replay/replay.js';
-import { ScenarioError, formatIssue } from '../scenario/errors.js';
-import { parseScenarioText } from '../scenario/parse.js';
 import { ScenarioRunError, ScenarioRunner, accessJson } from '../scenario/run.js';
 import type { Scenario } from '../scenario/types.js';
 import { DescriptorView } from '../views/descriptor.js';
 import { formatProvenance } from '../views/provenance.js';
 import { TimeTravel } from '../views/timetravel.js';
 import type { DescriptorChange } from '../views/timetravel.js';
-import { CliInputError, readInput } from './errors.js';
+import { CliInputError, parseScenarioInput, readInput } from './errors.js';
 import type { CommonOptions } from './app.js';
 
 /** A parsed input file: a scenario or a replay script. */
@@ -41,15 +39,11 @@ export function loadInput(file: string, cmd: string): LoadedInput {
   const text = readInput(file);
   const where = file === '-' ? '<stdin>' : file;
   if (text.trimStart().startsWith('{')) {
-    try {
-      return { kind: 'scenario', scenario: parseScenarioText(text), where };
-    } catch (e) {
-      if (e instanceof ScenarioError)
-        throw new CliInputError(
-          `${cmd}: ${where}: scenario rejected:\n${e.issues.map((i) => formatIssue(i, where)).join('\n')}`,
-        );
-      throw e;
-    }
+    return {
+      kind: 'scenario',
+      scenario: parseScenarioInput(text, where, `${cmd}: ${where}: scenario rejected:`),
+      where,
+    };
   }
   try {
     return { kind: 'replay', ops: parseReplay(text), lines: text.split('\n'), where };

@@ -20,12 +20,9 @@ import type { MessagePort } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import pc from 'picocolors';
-import { ScenarioError, formatIssue } from '../scenario/errors.js';
-import { parseScenarioText } from '../scenario/parse.js';
 import { countAccesses } from '../scenario/run.js';
-import type { Scenario } from '../scenario/types.js';
 import type { CliCommand } from './app.js';
-import { CliInputError, readInput } from './errors.js';
+import { CliInputError, parseScenarioInput, readInput } from './errors.js';
 import { renderHtmlReport, resultSections, writeHtmlFile } from './html.js';
 import { DEFAULT_MAX_ACCESSES } from './run.js';
 import { SWEEP_AXES, WORKER_EXITED, expandMatrix, parseAxisValues } from './sweep-matrix.js';
@@ -122,16 +119,7 @@ export function sweepCommand(args: string[], opts: SweepCommandOptions): number 
   const text = readInput(file);
   // The file as written must be a valid scenario: its errors are reported once, with line
   // numbers, instead of once per configuration.
-  let base: Scenario;
-  try {
-    base = parseScenarioText(text);
-  } catch (e) {
-    if (e instanceof ScenarioError)
-      throw new CliInputError(
-        `${where}: scenario rejected:\n${e.issues.map((i) => formatIssue(i, where)).join('\n')}`,
-      );
-    throw e;
-  }
+  const base = parseScenarioInput(text, where);
   const raw = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as Record<string, unknown>;
   const perConfig = countAccesses(base);
   const max = opts.maxAccesses ?? DEFAULT_MAX_ACCESSES;

@@ -19,13 +19,17 @@ import type { KernelName } from '../mmu/kernel.js';
 import { OUTCOME_NAMES } from '../mmu/vcpu.js';
 import { ScenarioError, formatIssue } from '../scenario/errors.js';
 import { ScenarioRunError, ScenarioRunner, accessJson } from '../scenario/run.js';
-import { TraceParseError, parseTrace } from '../trace/parse.js';
+import type { RunSummary } from '../scenario/run.js';
+import { TraceParseError, eventName, parseTrace } from '../trace/parse.js';
 import type { ParsedTrace } from '../trace/parse.js';
 import { parseHostText, planTrace, replayTrace } from '../trace/replay.js';
 import type { TraceHost, TracePlan, TraceSummary } from '../trace/replay.js';
 import { DescriptorView } from '../views/descriptor.js';
 import type { CliCommand, CommonOptions } from './app.js';
+import { faultRateChart } from './charts.js';
 import { CliInputError, readInput } from './errors.js';
+import { RunHtmlTap } from './html.js';
+import type { HtmlSection } from './html.js';
 import { StepReport, retText } from './report.js';
 import type { Colors } from './report.js';
 import { runExitStatus } from './run.js';
@@ -40,11 +44,13 @@ export const TRACE_OPTIONS = {
   kernel: { type: 'string' },
   'no-audit': { type: 'boolean' },
   'allow-errors': { type: 'boolean' },
+  html: { type: 'string' },
 } as const;
 
 /** The `trace` entry of the CLI's COMMANDS table. */
 export const TRACE_COMMAND: CliCommand = {
-  usage: 'trace FILE --host HOST.json [--json|--scenario OUT.json] [--lenient] [--kernel V]',
+  usage:
+    'trace FILE --host HOST.json [--json|--scenario OUT.json] [--lenient] [--kernel V] [--html OUT.html]',
   run: (args, common) => traceCommand(args, common),
 };
 
@@ -73,6 +79,8 @@ export function traceCommand(args: string[], common: CommonOptions): number {
     );
   if (values.scenario !== undefined && values.json)
     throw new CliInputError('trace: --scenario writes a scenario and runs nothing; --json does not apply');
+  if (values.scenario !== undefined && values.html !== undefined)
+    throw new CliInputError('trace: --scenario writes a scenario and runs nothing; --html does not apply');
   const file = positionals[0]!;
   const where = file === '-' ? '<stdin>' : file;
   const hostFile = values.host;
@@ -137,6 +145,30 @@ export function traceCommand(args: string[], common: CommonOptions): number {
     throw e;
   }
   const allowErrors = values['allow-errors'] ?? false;
+  // `--html`: the run's charts plus the trace's fault rate over its own time.
+  const tap = values.html !== undefined ? new RunHtmlTap() : null;
+  const writeHtml = (summary: RunSummary): void => {
+    if (tap === null) return;
+    const times: number[] = [];
+    let first = Infinity;
+    let last = -Infinity;
+    for (const e of trace.events) {
+      if (e.time === null || eventName(e) !== 'kvm_guest_fault') continue;
+      times.push(e.time);
+      if (e.time < first) first = e.time;
+      if (e.time > last) last = e.time;
+    }
+    const rate: HtmlSection = {
+      title: 'The trace over time',
+      text:
+        times.length > 0
+          ? `${times.length} kvm_guest_fault events with timestamps, over ${(last - first).toFixed(6)} s.`
+          : 'The trace has no timestamps (no trace-cmd or perf line prefix).',
+      charts: [faultRateChart(times)],
+    };
+    const label = `${kernel} ${hostFile}`;
+    tap.write(values.html!, where, label, summary, `s2emu trace ${where}`, [rate]);
+  };
 
   if (values.json) {
     const lines: string[] = [];
@@ -145,8 +177,12 @@ export function traceCommand(args: string[], common: CommonOptions): number {
       lines.length = 0;
     };
     const { summary, trace: ts } = replayTrace(plan, runner, {
-      memslotRefused: (slot, errno) => lines.push(JSON.stringify({ memslot: slot, errno })),
+      memslotRefused: (slot, errno) => {
+        tap?.refuse(slot, errno);
+        lines.push(JSON.stringify({ memslot: slot, errno }));
+      },
       access: (f, step, r, extra) => {
+        tap?.add(r);
         const o = accessJson(step, r, runner.accessCost(r).total, extra);
         o['traceLine'] = f.line;
         if (f.lines.length > 1) o['traceLines'] = f.lines;
@@ -157,6 +193,7 @@ export function traceCommand(args: string[], common: CommonOptions): number {
     const producer = { s2emu: s2emuVersion(), kernel, host: hostFile, trace: where };
     lines.push(JSON.stringify({ summary: { ...summary, producer, trace: ts } }));
     flush();
+    writeHtml(summary);
     return runExitStatus(summary, allowErrors);
   }
 
@@ -164,8 +201,12 @@ export function traceCommand(args: string[], common: CommonOptions): number {
   const perVcpu = new Map<string, number>();
   const refused: string[] = [];
   const { summary, trace: ts } = replayTrace(plan, runner, {
-    memslotRefused: (slot, errno) => refused.push(`memslot ${slot} refused: -${errno}`),
+    memslotRefused: (slot, errno) => {
+      tap?.refuse(slot, errno);
+      refused.push(`memslot ${slot} refused: -${errno}`);
+    },
     access: (f, _step, r, extra) => {
+      tap?.add(r);
       all.add(r, runner.accessCost(r), extra);
       perVcpu.set(f.stream, (perVcpu.get(f.stream) ?? 0) + 1);
     },
@@ -175,6 +216,7 @@ export function traceCommand(args: string[], common: CommonOptions): number {
     report(c, { where, hostFile, kernel, plan, runner, all, perVcpu, refused, ts, summary }).join('\n') +
       '\n',
   );
+  writeHtml(summary);
   return runExitStatus(summary, allowErrors);
 }
 
