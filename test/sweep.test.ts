@@ -33,11 +33,16 @@ function axis(name: string): SweepAxis {
 
 /** Runs the CLI from the sources (tsx), as the other CLI tests do. */
 function s2emu(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-    cwd: root,
-    input,
-    encoding: 'utf8',
-  });
+  // Plain output whatever the environment (picocolors turns colour on under CI=true).
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args, '--no-color'],
+    {
+      cwd: root,
+      input,
+      encoding: 'utf8',
+    },
+  );
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -47,6 +52,8 @@ function s2emu(args: string[], input?: string) {
  * process per case.
  */
 function s2emuHere(args: string[]) {
+  // Plain output whatever the environment (picocolors turns colour on under CI=true).
+  args = [...args, '--no-color'];
   let stdout = '';
   let stderr = '';
   const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => {
