@@ -2,26 +2,14 @@
  * `s2emu ptdump` (src/cli/ptdump.ts): a scenario's or a replay script's table at the end or
  * after a step, in the debugfs format, --wide and --json; and its input errors.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { root, s2emu } from './helpers/cli.js';
 import { isReplayScript, loadState, ptdumpCommand } from '../src/cli/ptdump.js';
 import { parseReplay, runReplay } from '../src/replay/replay.js';
 import { ptdump } from '../src/views/ptdump.js';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-function s2emu(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-    cwd: root,
-    input,
-    encoding: 'utf8',
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 function run(args: string[]): string {
   let out = '';
