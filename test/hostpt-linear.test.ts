@@ -1,6 +1,7 @@
 /**
- * The host page table's linear PTE chunks (src/mmu/host/hostpt.ts, docs/decisions.md "The host
- * page table keeps fault-in order as a bitmap") against explicit chunks: random sequences of
+ * The host page table's linear PTE chunks and its PTE cache (src/mmu/host/hostpt.ts,
+ * docs/decisions.md "The host page table keeps fault-in order as a bitmap") against explicit
+ * chunks walked from the top every time: random sequences of
  * set / clear / updateFlags at every level, with pfns in ascending and descending runs (what
  * fault-in order leaves) and at random (what breaks the pattern), must give the same lookups,
  * the same forEach() and the same table count after every operation.
@@ -114,12 +115,13 @@ function state(pt: HostPageTable): unknown {
   return { lookups, leaves, tables: pt.tables };
 }
 
-describe('host page table: linear PTE chunks', () => {
-  it('behave exactly as explicit chunks under random operations', () => {
+describe('host page table: linear PTE chunks and the PTE cache', () => {
+  it('behave exactly as explicit chunks walked from the top, under random operations', () => {
     fc.assert(
       fc.property(fc.array(op, { minLength: 1, maxLength: 25 }), (ops) => {
         const linear = new HostPageTable(GRANULE_4K);
-        const explicit = new HostPageTable(GRANULE_4K, { linearChunks: false });
+        // The reference: explicit chunks, every lookup and install walking all three levels.
+        const explicit = new HostPageTable(GRANULE_4K, { linearChunks: false, pteCache: false });
         for (const o of ops) {
           apply(linear, o);
           apply(explicit, o);

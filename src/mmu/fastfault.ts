@@ -59,6 +59,7 @@ import {
 } from './host/vma.js';
 import type { Vma, VmaSet } from './host/vma.js';
 import type { Vcpu } from './vcpu.js';
+import type { Kvm } from './vm.js';
 
 /** What FusedFault.handle() returns when the fault is not its case: run the general path. */
 export const FUSED_DECLINED = 2;
@@ -74,8 +75,22 @@ const GENERAL_VMA_FLAGS = VM_IO | VM_PFNMAP | VM_MIXEDMAP | VM_UFFD_MISSING;
 export class FusedFault {
   private slotSet: MemslotSet | null = null;
   private slots: Memslot[] = [];
+  /** Per slot of the current generation: 1 when its faults may take this path (not logging, not read-only). */
+  private slotOk = new Uint8Array(0);
   private vmaSet: VmaSet | null = null;
   private vmas: Vma[] = [];
+  /**
+   * Per VMA of the current generation: 1 when its faults may take this path (anonymous or THP,
+   * no PFNMAP/IO/MIXEDMAP/userfaultfd, not PROT_MTE, a cacheable memory type), and its
+   * VM_READ / VM_WRITE bits (hva_to_pfn()'s protection check is made per fault).
+   */
+  private vmaOk = new Uint8Array(0);
+  /**
+   * Per-VM choices, read once: the VM declines every fault here (MTE, or v7's late refusal of
+   * cacheable VMAs on a CPU without FWB+DIC), and DIC (every cacheable mapping executable).
+   */
+  private readonly vmDeclines: boolean;
+  private readonly dic: boolean;
   private readonly leaf: HostLeaf = newHostLeaf();
   /**
    * The host address being looked up, and the host entry being installed: the fault object's
@@ -87,6 +102,35 @@ export class FusedFault {
   /** Faults this path handled (the differential test checks it ran). */
   handled = 0;
 
+  constructor(kvm: Kvm) {
+    this.vmDeclines =
+      kvm.mte || (kvm.kernel.cacheableCheck === 'late-einval' && !kvmSupportsCacheablePfnmap(kvm.cpu));
+    this.dic = kvm.cpu.dic;
+  }
+
+  /** Takes the current memslot generation: its plain copy and which slots qualify. */
+  private takeSlots(set: MemslotSet): void {
+    this.slotSet = set;
+    this.slots = set.slots.slice();
+    this.slotOk = Uint8Array.from(this.slots, (s) =>
+      s.dirtyBitmap === null && (s.flags & KVM_MEM_READONLY) === 0 ? 1 : 0,
+    );
+  }
+
+  /** Takes the current VMA generation: its plain copy and which VMAs qualify. */
+  private takeVmas(set: VmaSet): void {
+    this.vmaSet = set;
+    this.vmas = set.vmas.slice();
+    this.vmaOk = Uint8Array.from(this.vmas, (v) =>
+      (v.backing === 'anon' || v.backing === 'thp') &&
+      (v.vmFlags & GENERAL_VMA_FLAGS) === 0 &&
+      v.memType !== MT_NORMAL_TAGGED &&
+      kvmVmaIsCacheable(v)
+        ? 1
+        : 0,
+    );
+  }
+
   /**
    * Handles the stage-2 abort in vcpu.esr / vcpu.faultIpa when it is the fused case (see the
    * file comment): returns kvm_handle_guest_abort()'s result (1: resume the guest), with
@@ -97,7 +141,12 @@ export class FusedFault {
     const kvm = vcpu.kvm;
     const esr = vcpu.esr;
     // Not an abort the fused path knows, or a VM whose faults have side paths: decline.
-    if (!esrFscIsTranslationFault(esr) || kvm.mte || kvm.races.armed !== 0 || kvm.races.pendingEnd !== 0)
+    if (
+      this.vmDeclines ||
+      !esrFscIsTranslationFault(esr) ||
+      kvm.races.armed !== 0 ||
+      kvm.races.pendingEnd !== 0
+    )
       return FUSED_DECLINED;
     const faultIpa = vcpu.faultIpa;
     if (faultIpa >= kvm.physSize || faultIpa >= kvm.ipaLimit) return FUSED_DECLINED;
@@ -108,10 +157,7 @@ export class FusedFault {
 
     // gfn_to_memslot(), in the plain copy of the current generation.
     const set = kvm.memslots.current;
-    if (set !== this.slotSet) {
-      this.slotSet = set;
-      this.slots = set.slots.slice();
-    }
+    if (set !== this.slotSet) this.takeSlots(set);
     const slots = this.slots;
     let slot: Memslot | undefined;
     for (let lo = 0, hi = slots.length - 1; lo <= hi;) {
@@ -120,14 +166,14 @@ export class FusedFault {
       if (gfn < s.baseGfn) hi = mid - 1;
       else if (gfn >= s.baseGfn + s.npages) lo = mid + 1;
       else {
+        // No slot (MMIO), dirty logging (memslot_is_logging), or a read-only slot (MMIO for a
+        // write, a read-only stage 2 for a read): the general path's.
+        if (this.slotOk[mid] === 0) return FUSED_DECLINED;
         slot = s;
         break;
       }
     }
-    // No slot (MMIO), dirty logging (memslot_is_logging), or a read-only slot (MMIO for a
-    // write, a read-only stage 2 for a read: the general path's).
-    if (slot === undefined || slot.dirtyBitmap !== null || (slot.flags & KVM_MEM_READONLY) !== 0)
-      return FUSED_DECLINED;
+    if (slot === undefined) return FUSED_DECLINED;
     const write = kvmIsWriteFault(esr);
     const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * ps;
     const at = this.at;
@@ -136,10 +182,7 @@ export class FusedFault {
     // vma_lookup(), in the plain copy of the current generation.
     const mm = kvm.mm;
     const vset = mm.vmas;
-    if (vset !== this.vmaSet) {
-      this.vmaSet = vset;
-      this.vmas = vset.vmas.slice();
-    }
+    if (vset !== this.vmaSet) this.takeVmas(vset);
     const vmas = this.vmas;
     let vma: Vma | undefined;
     for (let lo = 0, hi = vmas.length - 1; lo <= hi;) {
@@ -148,6 +191,9 @@ export class FusedFault {
       if (hva < m.start) hi = mid - 1;
       else if (hva >= m.end) lo = mid + 1;
       else {
+        // Another backing or flags, PROT_MTE's tag sync on a new page, a non-cacheable VMA's
+        // attribute audit: the general path's.
+        if (this.vmaOk[mid] === 0) return FUSED_DECLINED;
         vma = m;
         break;
       }
@@ -155,16 +201,8 @@ export class FusedFault {
     if (vma === undefined) return FUSED_DECLINED;
     const vmFlags = vma.vmFlags;
     const backing = vma.backing;
-    if ((backing !== 'anon' && backing !== 'thp') || (vmFlags & GENERAL_VMA_FLAGS) !== 0)
-      return FUSED_DECLINED;
-    // hva_to_pfn()'s protection check, PROT_MTE's tag sync on a new page, a non-cacheable
-    // VMA's attribute audit, v7's late refusal of cacheable VMAs: the general path's.
-    if ((vmFlags & (write ? VM_WRITE : VM_READ)) === 0 || vma.memType === MT_NORMAL_TAGGED)
-      return FUSED_DECLINED;
-    if (!kvmVmaIsCacheable(vma)) return FUSED_DECLINED;
-    const kernel = kvm.kernel;
-    if (kernel.cacheableCheck === 'late-einval' && !kvmSupportsCacheablePfnmap(kvm.cpu))
-      return FUSED_DECLINED;
+    // hva_to_pfn()'s protection check: the general path's -EFAULT.
+    if ((vmFlags & (write ? VM_WRITE : VM_READ)) === 0) return FUSED_DECLINED;
     // An invalidation in progress makes the general path retry (mmu_invalidate_retry).
     const notifier = kvm.notifier;
     if (notifier.inProgress !== 0) return FUSED_DECLINED;
@@ -284,7 +322,7 @@ export class FusedFault {
       }
       fault.vmaPagesize = size;
       let prot = KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_W;
-      if (fault.exec || kvm.cpu.dic) prot |= KVM_PGTABLE_PROT_X;
+      if (fault.exec || this.dic) prot |= KVM_PGTABLE_PROT_X;
       fault.prot = prot;
       const heldBefore = memcache.nobjs;
       const op = fault.install;

@@ -316,7 +316,7 @@ export class Vcpu {
     this.dczvaBytes = opts.dczvaBytes ?? 64;
     this.dzp = opts.dzp ?? false;
     this.atUpdatesAf = opts.atUpdatesAf ?? false;
-    this.fused = (opts.fusedFaults ?? true) ? new FusedFault() : null;
+    this.fused = (opts.fusedFaults ?? true) ? new FusedFault(kvm) : null;
   }
 
   /**

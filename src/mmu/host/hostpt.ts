@@ -235,10 +235,22 @@ export class HostPageTable {
 
   /** Whether PTE-level chunks start in the linear form (see Chunk); tests compare both. */
   private readonly linearChunks: boolean;
+  /**
+   * The PTE cache: the PTE table of the last region (one PMD entry's span) whose PMD and PUD
+   * entries were seen to be table pointers, so that a lookup or an install there reads one
+   * level instead of three, as a hardware walk cache would. Valid while `tableGen`, bumped by
+   * every store at the PMD or PUD level and every freed table, is unchanged.
+   */
+  private readonly pteCache: boolean;
+  private tableGen = 0;
+  private pteKey = -1;
+  private pteGen = -1;
+  private pteChunk: Chunk | undefined = undefined;
 
-  constructor(granule: HostGranule, opts: { linearChunks?: boolean } = {}) {
+  constructor(granule: HostGranule, opts: { linearChunks?: boolean; pteCache?: boolean } = {}) {
     this.granule = granule;
     this.linearChunks = opts.linearChunks ?? true;
+    this.pteCache = opts.pteCache ?? true;
     this.shifts = [granule.pageShift, granule.pmdShift, granule.pudShift];
     this.sizes = this.shifts.map((s) => pow2(s));
     this.entries = pow2(granule.tableBits);
@@ -266,6 +278,19 @@ export class HostPageTable {
    */
   lookupOp(op: HvaOp, out: HostLeaf): boolean {
     const hva = op.hva;
+    const pteKey = Math.floor(hva * this.invSpans[HOST_LEVEL_PTE]!);
+    if (pteKey === this.pteKey && this.pteGen === this.tableGen) {
+      const c = this.pteChunk!;
+      const idx = Math.floor(hva * this.invSizes[HOST_LEVEL_PTE]!);
+      const i = idx - pteKey * this.entries;
+      const f = c.flagsAt(i);
+      out.level = HOST_LEVEL_PTE;
+      out.shift = this.shifts[HOST_LEVEL_PTE]!;
+      out.base = idx * this.sizes[HOST_LEVEL_PTE]!;
+      c.pfnInto(i, out);
+      out.flags = f;
+      return (f & HPTE_PRESENT) !== 0;
+    }
     for (let level = HOST_LEVEL_PUD; level >= HOST_LEVEL_PTE; level--) {
       const idx = Math.floor(hva * this.invSizes[level]!);
       const key = Math.floor(hva * this.invSpans[level]!);
@@ -280,6 +305,8 @@ export class HostPageTable {
       const i = idx - key * this.entries;
       const f = c === undefined ? 0 : c.flagsAt(i);
       if ((f & HPTE_TABLE) !== 0) continue;
+      // Reached through two table pointers: the PTE cache may remember this table.
+      if (level === HOST_LEVEL_PTE && c !== undefined) this.rememberPte(key, c);
       out.level = level;
       out.shift = this.shifts[level];
       out.base = idx * this.sizes[level]!;
@@ -307,17 +334,38 @@ export class HostPageTable {
   /** set() of the entry containing `op.hva`, to `op.pfn`. */
   setOp(op: HvaPfnOp, level: number, flags: number): void {
     const hva = op.hva;
+    if (level === HOST_LEVEL_PTE) {
+      const pteKey = Math.floor(hva * this.invSpans[HOST_LEVEL_PTE]!);
+      if (pteKey === this.pteKey && this.pteGen === this.tableGen) {
+        // The parents are table pointers already, and a PTE is never one.
+        this.pteChunk!.setOp(Math.floor(hva * this.invSizes[HOST_LEVEL_PTE]!) & (this.entries - 1), op, flags);
+        return;
+      }
+    }
     for (let l = HOST_LEVEL_PUD; l > level; l--) {
       const c = this.chunkFor(op, l, true) as Chunk;
       const i = Math.floor(hva * this.invSizes[l]!) & (this.entries - 1);
-      if ((c.flagsAt(i) & HPTE_TABLE) === 0) c.setOp(i, ZERO_PFN, HPTE_TABLE);
+      if ((c.flagsAt(i) & HPTE_TABLE) === 0) {
+        c.setOp(i, ZERO_PFN, HPTE_TABLE);
+        this.tableGen++;
+      }
     }
     const c = this.chunkFor(op, level, true) as Chunk;
     const idx = Math.floor(hva * this.invSizes[level]!);
     const i = idx & (this.entries - 1);
     const wasTable = (c.flagsAt(i) & HPTE_TABLE) !== 0;
     c.setOp(i, op, flags);
+    if (level !== HOST_LEVEL_PTE) this.tableGen++;
+    else this.rememberPte(Math.floor(hva * this.invSpans[HOST_LEVEL_PTE]!), c);
     if (wasTable) this.dropBelow(level, idx * this.sizes[level]!);
+  }
+
+  /** Remembers that PTE table `c` (key `key`) is reached through two table pointers now. */
+  private rememberPte(key: number, c: Chunk): void {
+    if (!this.pteCache) return;
+    this.pteKey = key;
+    this.pteChunk = c;
+    this.pteGen = this.tableGen;
   }
 
   /** Clears the entry at `level` containing hva (pte_clear); tables stay. */
@@ -333,6 +381,7 @@ export class HostPageTable {
     if (c === undefined) return;
     const i = Math.floor(hva * this.invSizes[level]!) & (this.entries - 1);
     c.setOp(i, ZERO_PFN, 0);
+    if (level !== HOST_LEVEL_PTE) this.tableGen++;
   }
 
   /** ORs and then ANDs the flags of the entry at `level` containing hva. */
@@ -353,6 +402,7 @@ export class HostPageTable {
     const tmp = this.arg;
     c.pfnInto(i, tmp);
     c.setOp(i, tmp, nf);
+    if (level !== HOST_LEVEL_PTE) this.tableGen++;
   }
 
   /**
@@ -441,6 +491,7 @@ export class HostPageTable {
 
   /** Frees every table below the entry at `level` starting at `base` (zeroed, kept for reuse). */
   private dropBelow(level: number, base: number): void {
+    this.tableGen++;
     const size = pow2(this.shifts[level]);
     for (let l = level - 1; l >= HOST_LEVEL_PTE; l--) {
       const span = pow2(this.shifts[l] + this.granule.tableBits);
