@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseHTML } from 'linkedom';
-import { describe, expect, it, vi } from 'vitest';
-import { cli } from '../src/cli/app.js';
+import { describe, expect, it } from 'vitest';
+import { s2emuHere } from './helpers/cli.js';
 import { costChart, faultRateChart, faultsChart, leafMixChart } from '../src/cli/charts.js';
 import type { ChartRow } from '../src/cli/charts.js';
 import { renderHtmlReport, resultSections } from '../src/cli/html.js';
@@ -174,29 +174,6 @@ describe('the page', () => {
     expect(page).not.toContain('6.17 <b>');
   });
 });
-
-/** Runs the CLI in this process, capturing its output and exit status. */
-function s2emuHere(args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => {
-    stdout += String(c);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => {
-    stderr += String(c);
-    return true;
-  });
-  try {
-    cli(args);
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-  const status = process.exitCode;
-  process.exitCode = 0;
-  return { status, stdout, stderr };
-}
 
 describe('--html on the commands', () => {
   const dir = mkdtempSync(join(tmpdir(), 's2emu-html-'));

@@ -9,8 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, vi } from 'vitest';
-import { cli } from '../src/cli/app.js';
+import { describe, expect, it } from 'vitest';
+import { s2emuHere } from './helpers/cli.js';
 import { parseScenario } from '../src/scenario/parse.js';
 import { ScenarioRunner } from '../src/scenario/run.js';
 import {
@@ -44,35 +44,6 @@ function s2emu(args: string[], input?: string) {
     },
   );
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/**
- * Runs the CLI in this process (cli(): the same parsing, output and exit status as the
- * executable; the workers still run in threads), capturing what it writes. Much faster than a
- * process per case.
- */
-function s2emuHere(args: string[]) {
-  // Plain output whatever the environment (picocolors turns colour on under CI=true).
-  args = [...args, '--no-color'];
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => {
-    stdout += String(c);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => {
-    stderr += String(c);
-    return true;
-  });
-  try {
-    cli(args);
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-  const status = process.exitCode;
-  process.exitCode = 0;
-  return { status, stdout, stderr };
 }
 
 /** A small scenario: 64M of anonymous RAM in one slot, a write and a touch. */

@@ -6,6 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { vi } from 'vitest';
+import { cli } from '../../src/cli/app.js';
 
 /** The repository root. */
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -21,4 +23,35 @@ export function s2emu(
     encoding: 'utf8',
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * Runs `s2emu ARGS` in this process (cli(): the same parsing, output and exit status as the
+ * executable, much faster than a process per case), capturing what it writes. Output is plain
+ * whatever the environment (picocolors turns colour on under CI=true).
+ */
+export function s2emuHere(args: string[]): {
+  status: number | string | undefined;
+  stdout: string;
+  stderr: string;
+} {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => {
+    stdout += String(c);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => {
+    stderr += String(c);
+    return true;
+  });
+  try {
+    cli([...args, '--no-color']);
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+  const status = process.exitCode;
+  process.exitCode = 0;
+  return { status, stdout, stderr };
 }
