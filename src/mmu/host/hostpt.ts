@@ -338,7 +338,11 @@ export class HostPageTable {
       const pteKey = Math.floor(hva * this.invSpans[HOST_LEVEL_PTE]!);
       if (pteKey === this.pteKey && this.pteGen === this.tableGen) {
         // The parents are table pointers already, and a PTE is never one.
-        this.pteChunk!.setOp(Math.floor(hva * this.invSizes[HOST_LEVEL_PTE]!) & (this.entries - 1), op, flags);
+        this.pteChunk!.setOp(
+          Math.floor(hva * this.invSizes[HOST_LEVEL_PTE]!) & (this.entries - 1),
+          op,
+          flags,
+        );
         return;
       }
     }
