@@ -6,17 +6,9 @@
  */
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { captureStdout as capture } from './helpers/cli.js';
 import { main } from '../src/cli/app.js';
 import { CliInputError } from '../src/cli/errors.js';
-
-function capture(): { text: () => string } {
-  let buf = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    buf += String(s);
-    return true;
-  });
-  return { text: () => buf };
-}
 
 afterEach(() => {
   vi.restoreAllMocks();

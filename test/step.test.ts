@@ -4,6 +4,7 @@
  */
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { captureStdout as capture } from './helpers/cli.js';
 import { main } from '../src/cli/app.js';
 import { CliInputError } from '../src/cli/errors.js';
 import { StepModel, loadInput, stepSession } from '../src/cli/step.js';
@@ -23,15 +24,6 @@ async function session(model: StepModel, keys: string[]): Promise<{ status: numb
 /** The frames a session printed, in order (each starts with its `[i/N]` header). */
 function shown(out: string): string[] {
   return out.split('\n').filter((l) => /^\[\d+\/\d+\]/.test(l));
-}
-
-function capture(): { text: () => string } {
-  let buf = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    buf += String(s);
-    return true;
-  });
-  return { text: () => buf };
 }
 
 afterEach(() => {

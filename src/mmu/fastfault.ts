@@ -44,7 +44,7 @@ import type { HostLeaf } from './host/hostpt.js';
 import { FAULTIN_OK } from './host/mm.js';
 import { HostOp } from './host/op.js';
 import type { MemslotSet, Memslot } from './memslots.js';
-import { KVM_MEM_READONLY } from './memslots.js';
+import { KVM_MEM_READONLY, faultSupportsStage2HugeMapping } from './memslots.js';
 import {
   MT_NORMAL_TAGGED,
   VM_ALLOW_ANY_UNCACHED,
@@ -314,7 +314,10 @@ export class FusedFault {
       // transparent_hugepage_adjust(), with the host leaf this fault found or installed
       // standing in for get_user_mapping_size()'s walk of the same entry.
       let size: number = ps;
-      if (l.shift >= g.pmdShift && hugeFits(slot, at, g.pmdShift, ps)) {
+      if (
+        l.shift >= g.pmdShift &&
+        faultSupportsStage2HugeMapping(slot, at, g.pmdShift, g.pageShift, g.pmdShift)
+      ) {
         size = POW2[g.pmdShift]!;
         fault.faultIpa = Math.floor(faultIpa / size) * size;
         const per = size / ps;
@@ -347,19 +350,4 @@ export class FusedFault {
     locks.srcuReadUnlock(idx);
     return ret === 0 ? 1 : ret;
   }
-}
-
-/**
- * fault_supports_stage2_huge_mapping() for a block of 2^shift bytes at `at.hva`: the memslot's
- * gpa and hva congruent modulo the block, and the aligned block inside the slot's host range.
- * (The hva travels in its carrier and the size as a shift: a double argument would be boxed.)
- */
-function hugeFits(slot: Memslot, at: { readonly hva: number }, shift: number, ps: number): boolean {
-  const size = POW2[shift]!;
-  const gpaStart = slot.baseGfn * ps;
-  const uaddrStart = slot.userspaceAddr;
-  if (gpaStart - Math.floor(gpaStart / size) * size !== uaddrStart - Math.floor(uaddrStart / size) * size)
-    return false;
-  const lo = Math.floor(at.hva / size) * size;
-  return lo >= uaddrStart && lo + size <= uaddrStart + slot.npages * ps;
 }

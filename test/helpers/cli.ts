@@ -55,3 +55,16 @@ export function s2emuHere(args: string[]): {
   process.exitCode = 0;
   return { status, stdout, stderr };
 }
+
+/**
+ * Captures what is written to standard output from now on (restore with vi.restoreAllMocks()).
+ * Returns a reader of the text so far.
+ */
+export function captureStdout(): { text: () => string } {
+  let buf = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    buf += String(s);
+    return true;
+  });
+  return { text: () => buf };
+}
