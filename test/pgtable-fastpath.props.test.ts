@@ -172,6 +172,9 @@ function opArb(cfg: Config): fc.Arbitrary<Op> {
         })),
     },
     { weight: 3, arbitrary: range.map((r) => ({ op: 'unmap' as const, ipa: r.ipa, size: r.size })) },
+    // Single-page unmaps of the pages the single-address operations aim at: the fast path's
+    // own case, including the unmap that empties a last-level table (which it must hand on).
+    { weight: 2, arbitrary: single.map((ipa) => ({ op: 'unmap' as const, ipa, size: ps })) },
     {
       weight: 2,
       arbitrary: fc

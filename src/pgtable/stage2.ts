@@ -751,37 +751,60 @@ export class Stage2PageTable {
       }
       return 0;
     }
-    let child = -1;
-    let needFlush = false;
-    if (pteIsTable(oldLo, ctx.level)) {
-      child = this.childOf(oldLo, oldHi);
-      if (this.pool.pageCount(child) !== 1) return 0;
-      this.walker.bumpGen();
-    } else if (pteCacheable(oldLo, this.fwb)) {
-      needFlush = !this.fwb;
+    if (!pteIsTable(oldLo, ctx.level)) {
+      this.unmapLeaf(w, ctx.page, ctx.idx, ctx.level, ctx, oldLo, oldHi);
+      return 0;
     }
-    // stage2_unmap_put_pte()
+    const child = this.childOf(oldLo, oldHi);
+    if (this.pool.pageCount(child) !== 1) return 0;
+    this.walker.bumpGen();
+    // stage2_unmap_put_pte() of a table left empty: a TLBI without a level hint.
     if (this.journal !== null) this.journal.record(w, ctx.page, ctx.idx, ctx.level, 0, 0, JOURNAL_SITE_UNMAP);
     w[i] = 0;
     w[i + 1] = 0;
     const op = this.op;
     op.addr = ctx.addr;
-    if (child >= 0) {
-      op.level = TLBI_TTL_UNKNOWN;
-      this.events.tlbiVmidIpa(op);
-    } else if (!this.unmapDeferTlbFlush()) {
-      op.level = ctx.level;
+    op.level = TLBI_TTL_UNKNOWN;
+    this.events.tlbiVmidIpa(op);
+    this.pool.putPage(ctx.page);
+    this.pool.putPage(child);
+    return 0;
+  }
+
+  /**
+   * stage2_unmap_walker() of a valid leaf (entry `idx` of table page `page`, at `level`,
+   * mapping `at.addr`): stage2_unmap_put_pte() (the store, the TLBI by IPA unless deferred
+   * to the range flush, put_page), then the clean to PoC of a cacheable leaf without FWB.
+   * The address comes in the caller's carrier (the walk's context, or the unmap's operand),
+   * not as an argument: a double argument is boxed wherever V8 does not inline the call.
+   */
+  private unmapLeaf(
+    w: Int32Array,
+    page: number,
+    idx: number,
+    level: number,
+    at: { readonly addr: number },
+    oldLo: number,
+    oldHi: number,
+  ): void {
+    const needFlush = !this.fwb && pteCacheable(oldLo, false);
+    if (this.journal !== null) this.journal.record(w, page, idx, level, 0, 0, JOURNAL_SITE_UNMAP);
+    const i = 2 * idx;
+    w[i] = 0;
+    w[i + 1] = 0;
+    const op = this.op;
+    if (!this.unmapDeferTlbFlush()) {
+      op.addr = at.addr;
+      op.level = level;
       this.events.tlbiVmidIpa(op);
     }
-    this.pool.putPage(ctx.page);
+    this.pool.putPage(page);
     if (needFlush) {
       this.layout.toPhysInto(oldLo, oldHi, this.cmo);
       op.addr = this.cmo.pa;
-      op.size = this.geo.sizes[ctx.level + 1]!;
+      op.size = this.geo.sizes[level + 1]!;
       this.events.dcacheCleanInvalPoc(op);
     }
-    if (child >= 0) this.pool.putPage(child);
-    return 0;
   }
 
   /**
@@ -834,6 +857,20 @@ export class Stage2PageTable {
     const addr = op.addr;
     if (op.size !== ps || Math.floor(addr * geo.invPageSize) * ps !== addr) return FALLBACK;
     if (addr < 0 || addr + ps > geo.ipaLimit || this.pgd < 0) return FALLBACK;
+    // The commonest case first, without descend(): the last-level table is one the walk
+    // cache knows, the entry a valid page, and the table keeps other entries after it.
+    if (geo.startLevel < 3) {
+      const page = this.walker.cachedTable(3, Math.floor(addr * geo.invSizes[3]!));
+      if (page >= 0) {
+        const w = this.pool.pages[page]!;
+        const idx = Math.floor(addr * geo.invPageSize) & (geo.ptrsPerPte - 1);
+        const lo = w[2 * idx]!;
+        if ((lo & KVM_PTE_VALID) !== 0 && this.pool.pageCount(page) > 2) {
+          this.unmapLeaf(w, page, idx, 3, op, lo, w[2 * idx + 1]!);
+          return 0;
+        }
+      }
+    }
     const c = this.fastCtx;
     c.start = addr;
     c.addr = addr;
