@@ -263,19 +263,49 @@ export class FusedFault {
     // is checked rather than assumed, since the memory type depends on it.
     if (!phys.pfnIsMapMemoryOp(at)) return FUSED_DECLINED;
 
-    // Committed: from here on the general path's steps, in its order.
+    // Committed: the fault object takes what the lookups found (it carries them into
+    // commit(), a function of its own so that V8 gives its helpers their own inlining budget).
     this.handled++;
-    const locks = kvm.locks;
-    const idx = locks.srcuReadLock();
     const fault = vcpu.fault;
-    // Every field of the fault object, as reset() and the general path leave them.
     fault.faultIpa = faultIpa;
     fault.ipa = faultIpa;
     fault.gfn = gfn;
     fault.memslot = slot;
     fault.hva = hva;
-    fault.isPerm = false;
     fault.write = write;
+    fault.pfn = pfn;
+    fault.vmFlags = vmFlags;
+    return this.commit(vcpu, slot);
+  }
+
+  /**
+   * The fused fault from the commit on, with the general path's steps in its order: the
+   * fault object holds the fault's IPA, gfn, hva, pfn, write and VMA flags, and this.leaf /
+   * this.at the host leaf and the host address. Returns what handle() returns.
+   */
+  private commit(vcpu: Vcpu, slot: Memslot): number {
+    const kvm = vcpu.kvm;
+    const fault = vcpu.fault;
+    const faultIpa = fault.faultIpa;
+    const gfn = fault.gfn;
+    const hva = fault.hva;
+    const pfn = fault.pfn;
+    const write = fault.write;
+    const vmFlags = fault.vmFlags;
+    const esr = vcpu.esr;
+    const g = kvm.granule;
+    const ps: number = kvm.pageSize;
+    const notifier = kvm.notifier;
+    const memcache = vcpu.memcache;
+    const pgt = kvm.pgt;
+    const mm = kvm.mm;
+    const phys = mm.phys;
+    const l = this.leaf;
+    const at = this.at;
+    const locks = kvm.locks;
+    const idx = locks.srcuReadLock();
+    // Every other field of the fault object, as reset() and the general path leave them.
+    fault.isPerm = false;
     fault.exec = kvmIsExecFault(esr);
     fault.faultGranule = 0;
     fault.loggingActive = false;
@@ -286,7 +316,6 @@ export class FusedFault {
     locks.mmapReadLock();
     fault.vmaShift = g.pageShift;
     fault.vmaPagesize = ps;
-    fault.vmFlags = vmFlags;
     fault.mteAllowed = (vmFlags & VM_MTE_ALLOWED) !== 0;
     fault.vfioAllowAnyUc = (vmFlags & VM_ALLOW_ANY_UNCACHED) !== 0;
     fault.isVmaCacheable = true;
@@ -301,7 +330,6 @@ export class FusedFault {
     follow.writable = true;
     follow.page = true;
     mm.pagesHeld++;
-    fault.pfn = pfn;
     fault.page = true;
     fault.writable = true;
     notifier.raceWindow();
