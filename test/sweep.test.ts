@@ -193,6 +193,32 @@ describe('the worker pool', () => {
   });
 });
 
+describe('a worker that dies', () => {
+  it('makes its configuration a failed row that says why, and the sweep goes on', () => {
+    // A worker stopped at its heap limit runs no exit hook, and the main thread (blocked in
+    // Atomics.wait) runs no event loop: only the supervisor thread sees it go. A heap this
+    // small stops every worker while it loads, so each configuration in turn takes a new
+    // worker and fails; the sweep must end with one row each, not wait forever.
+    const raw = JSON.parse(readFileSync(example, 'utf8')) as Record<string, unknown>;
+    const configs = expandMatrix([{ axis: axis('kernel'), values: ['6.16', 'seed', '6.17'] }]);
+    const rows = runMatrix(raw, configs, {
+      jobs: 2,
+      audit: 'incremental',
+      resourceLimits: { maxOldGenerationSizeMb: 4, maxYoungGenerationSizeMb: 1 },
+    });
+    expect(rows.map((r) => `${r.label}: ${r.status}`)).toEqual([
+      '6.16: failed',
+      'seed: failed',
+      '6.17: failed',
+    ]);
+    for (const r of rows) {
+      expect(r.result).toBeNull();
+      expect(r.problems).toHaveLength(1);
+      expect(r.problems[0]).toMatch(/^the worker running this configuration stopped: .*memory limit/);
+    }
+  }, 120_000);
+});
+
 describe('s2emu sweep', () => {
   it('prints the same table and JSON with --jobs 1 and --jobs 2', () => {
     const args = [

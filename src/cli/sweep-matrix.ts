@@ -322,8 +322,25 @@ export interface SweepRow {
   result: SweepResult | null;
 }
 
-/** A sweep worker's state word once it has exited (sweep-worker.ts sets it on exit). */
+/** A sweep worker's state word once it has exited (the supervisor thread sets it: sweep.ts). */
 export const WORKER_EXITED = 2;
+
+/** The row of `config` with this status, problems and result. Returns a fresh object. */
+export function configRow(
+  config: SweepConfig,
+  status: SweepStatus,
+  problems: string[],
+  result: SweepResult | null,
+): SweepRow {
+  return {
+    index: config.index,
+    config: { ...config.choices },
+    label: configLabel(config.choices),
+    status,
+    problems,
+    result,
+  };
+}
 
 /** Options of one configuration's run. */
 export interface ConfigRunOptions {
@@ -381,14 +398,8 @@ export function judgeResult(r: SweepResult): { status: SweepStatus; problems: st
  * does not end the sweep. Returns the row.
  */
 export function runConfig(raw: JsonObject, config: SweepConfig, opts: ConfigRunOptions): SweepRow {
-  const row = (status: SweepStatus, problems: string[], result: SweepResult | null): SweepRow => ({
-    index: config.index,
-    config: { ...config.choices },
-    label: configLabel(config.choices),
-    status,
-    problems,
-    result,
-  });
+  const row = (status: SweepStatus, problems: string[], result: SweepResult | null): SweepRow =>
+    configRow(config, status, problems, result);
   let runner: ScenarioRunner;
   try {
     const scenario = parseScenario(applyConfig(raw, config));

@@ -1,15 +1,14 @@
 /**
- * The entry of one sweep worker thread (sweep.ts starts as many as it runs at once). It is
- * handed the scenario file's object, the run options, a MessagePort and a shared signal word;
- * it runs each configuration the port sends it and posts back progress and the row.
+ * The entry of one sweep worker thread (sweep.ts has as many started as it runs at once). It
+ * is handed the scenario file's object, the run options, a MessagePort and a shared signal
+ * word; it runs each configuration the port sends it and posts back progress and the row.
  *
  * The main thread waits for it with Atomics.wait() and reads the port with
  * receiveMessageOnPort(), so the sweep stays a synchronous command like the others: after
- * every message it posts, the worker bumps the signal word and wakes the main thread.
- *
- * Only node:worker_threads is imported statically: the exit hook is in place before the
- * modelling code loads, so a worker that cannot load it (or dies later) is seen by the main
- * thread as exited instead of leaving it waiting.
+ * every message it posts, the worker bumps the signal word and wakes the main thread. Its
+ * exit, however it comes (a normal stop, a crash, a module that does not load, the heap
+ * limit), is reported by the supervisor thread that started it (sweep.ts), which runs an
+ * event loop and so sees the exit even when no code of this worker can run any more.
  */
 
 import { workerData } from 'node:worker_threads';
@@ -27,7 +26,7 @@ export interface SweepWorkerData {
   audit: ConfigRunOptions['audit'];
   /** Whether to post progress messages (a progress bar is shown). */
   progress: boolean;
-  /** Int32 words: [0] bumped after every message; [1 + id] = WORKER_EXITED (2) once exited. */
+  /** Int32 words: [0] bumped after every message; [1 + id] = WORKER_EXITED (2) once exited (set by the supervisor). */
   signal: SharedArrayBuffer;
   port: MessagePort;
 }
@@ -53,10 +52,6 @@ function ring(signal: Int32Array): void {
 
 async function serve(d: SweepWorkerData): Promise<void> {
   const signal = new Int32Array(d.signal);
-  process.on('exit', () => {
-    Atomics.store(signal, 1 + d.id, 2); // WORKER_EXITED (sweep-matrix.ts, not loaded yet)
-    ring(signal);
-  });
   const post = (m: FromWorker): void => {
     d.port.postMessage(m);
     ring(signal);

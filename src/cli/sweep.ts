@@ -16,7 +16,7 @@ import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
-import type { MessagePort } from 'node:worker_threads';
+import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import pc from 'picocolors';
@@ -25,7 +25,7 @@ import type { CliCommand } from './app.js';
 import { CliInputError, parseScenarioInput, readInput } from './errors.js';
 import { renderHtmlReport, resultSections, writeHtmlFile } from './html.js';
 import { DEFAULT_MAX_ACCESSES } from './run.js';
-import { SWEEP_AXES, WORKER_EXITED, expandMatrix, parseAxisValues } from './sweep-matrix.js';
+import { SWEEP_AXES, WORKER_EXITED, configRow, expandMatrix, parseAxisValues } from './sweep-matrix.js';
 import type { AxisValues, ConfigRunOptions, SweepConfig, SweepRow } from './sweep-matrix.js';
 import { sweepCsv, sweepJson, sweepTable } from './sweep-output.js';
 import type { FromWorker, SweepWorkerData, ToWorker } from './sweep-worker.js';
@@ -194,13 +194,74 @@ export interface MatrixOptions {
   audit: ConfigRunOptions['audit'];
   /** Progress of configuration `index`: `done` accesses so far, or `complete`. */
   progress?: ((index: number, done: number, complete: boolean) => void) | undefined;
+  /** Every worker's resource limits (tests use a small heap to make one run out of memory). */
+  resourceLimits?: ResourceLimits | undefined;
+}
+
+/**
+ * The supervisor thread's code (CommonJS, evaluated, so the same in the build and from the
+ * sources): it starts the sweep workers the main thread asks for and, from its own event
+ * loop, reports each one's exit on its port, then marks the worker's state word and wakes the
+ * main thread. A worker's own exit hook would not run when it is stopped at its heap limit
+ * (ERR_WORKER_OUT_OF_MEMORY), and the main thread, blocked in Atomics.wait(), never runs the
+ * event loop that would deliver the Worker's 'exit' event: without the supervisor that
+ * configuration would be waited for forever. Closing the port stops the remaining workers.
+ */
+const SUPERVISOR = `
+const { Worker, workerData } = require('node:worker_threads');
+const signal = new Int32Array(workerData.signal);
+const port = workerData.port;
+const live = new Set();
+port.on('message', (m) => {
+  const opts = { workerData: m.data, transferList: [m.data.port], resourceLimits: m.resourceLimits };
+  let w;
+  try {
+    w = m.code !== undefined ? new Worker(m.code, { ...opts, eval: true }) : new Worker(new URL(m.url), opts);
+  } catch (e) {
+    port.postMessage({ id: m.id, code: 1, why: String(e && e.message ? e.message : e) });
+    Atomics.store(signal, 1 + m.id, ${WORKER_EXITED});
+    Atomics.add(signal, 0, 1);
+    Atomics.notify(signal, 0);
+    return;
+  }
+  live.add(w);
+  let why = '';
+  w.on('error', (e) => { why = String(e && e.message ? e.message : e); });
+  w.on('exit', (code) => {
+    live.delete(w);
+    port.postMessage({ id: m.id, code, why });
+    Atomics.store(signal, 1 + m.id, ${WORKER_EXITED});
+    Atomics.add(signal, 0, 1);
+    Atomics.notify(signal, 0);
+  });
+});
+port.on('close', () => { for (const w of live) void w.terminate(); });
+`;
+
+/** What the supervisor reports when a worker has exited. */
+interface WorkerExit {
+  id: number;
+  code: number;
+  /** The worker's uncaught error (its message), or empty. */
+  why: string;
+}
+
+/** One worker slot of the pool. */
+interface PoolSlot {
+  port: MessagePort;
+  /** The configuration it is running, or −1. */
+  busy: number;
+  /** It has exited (and its exit has been dealt with). */
+  gone: boolean;
 }
 
 /**
  * Runs every configuration of the matrix over `raw` (the scenario file's object) in a pool of
  * `jobs` worker threads, each taking the next configuration when it finishes one. Blocks until
  * all are done (the main thread sleeps in Atomics.wait between messages), so the command stays
- * synchronous. Returns the rows in matrix order.
+ * synchronous. A worker that dies while running a configuration (its heap limit, a crash)
+ * makes that configuration's row `failed`, saying why, and a new worker takes its place.
+ * Returns the rows in matrix order.
  */
 export function runMatrix(
   raw: Record<string, unknown>,
@@ -211,38 +272,51 @@ export function runMatrix(
   if (configs.length === 0) return [];
   const n = Math.max(1, Math.min(opts.jobs, configs.length));
   const signal = new Int32Array(new SharedArrayBuffer(4 * (1 + n)));
-  const pool: { worker: Worker; port: MessagePort; busy: number }[] = [];
+  const control = new MessageChannel();
+  // The main thread never runs its event loop while the sweep lasts: nothing may keep the
+  // process alive after it (the supervisor ends when its port closes, each worker once told
+  // to stop).
+  const supervisor = new Worker(SUPERVISOR, {
+    eval: true,
+    workerData: { signal: signal.buffer, port: control.port2 },
+    transferList: [control.port2],
+  });
+  supervisor.unref();
+  const pool: PoolSlot[] = [];
   let next = 0;
   let received = 0;
-  const send = (w: (typeof pool)[number]): void => {
+  const send = (w: PoolSlot): void => {
     const m: ToWorker = next < configs.length ? { type: 'run', config: configs[next]! } : { type: 'stop' };
     w.busy = next < configs.length ? next++ : -1;
     w.port.postMessage(m);
   };
+  /** Has the supervisor start worker `id` (a new one in that slot) and gives it work. */
+  const start = (id: number): void => {
+    const { port1, port2 } = new MessageChannel();
+    Atomics.store(signal, 1 + id, 0);
+    const data: SweepWorkerData = {
+      sweepWorker: true,
+      id,
+      raw,
+      audit: opts.audit,
+      progress: opts.progress !== undefined,
+      signal: signal.buffer as SharedArrayBuffer,
+      port: port2,
+    };
+    control.port1.postMessage({ id, ...workerEntry(), data, resourceLimits: opts.resourceLimits }, [port2]);
+    const w: PoolSlot = { port: port1, busy: -1, gone: false };
+    pool[id] = w;
+    send(w);
+  };
+  const exits = new Map<number, WorkerExit>();
   try {
-    for (let id = 0; id < n; id++) {
-      const { port1, port2 } = new MessageChannel();
-      const data: SweepWorkerData = {
-        sweepWorker: true,
-        id,
-        raw,
-        audit: opts.audit,
-        progress: opts.progress !== undefined,
-        signal: signal.buffer as SharedArrayBuffer,
-        port: port2,
-      };
-      const worker = startWorker(data, [port2]);
-      // The main thread never runs its event loop while the sweep lasts: nothing may keep the
-      // process alive after it (each worker exits once told to stop).
-      worker.unref();
-      const w = { worker, port: port1, busy: -1 };
-      pool.push(w);
-      send(w);
-    }
+    for (let id = 0; id < n; id++) start(id);
     while (received < configs.length) {
       const seen = Atomics.load(signal, 0);
       let got = false;
-      for (const [id, w] of pool.entries()) {
+      for (let id = 0; id < pool.length; id++) {
+        const w = pool[id]!;
+        if (w.gone) continue;
         // Read the exit state before draining: a worker's messages are queued before it exits.
         const exited = Atomics.load(signal, 1 + id) === WORKER_EXITED;
         let msg: { message: FromWorker } | undefined;
@@ -258,39 +332,53 @@ export function runMatrix(
             send(w);
           }
         }
-        if (exited && w.busy >= 0)
-          throw new Error(`sweep worker exited while running configuration ${w.busy}`);
+        if (!exited) continue;
+        got = true;
+        w.gone = true;
+        w.port.close();
+        let e: { message: WorkerExit } | undefined;
+        while ((e = receiveMessageOnPort(control.port1) as { message: WorkerExit } | undefined) !== undefined)
+          exits.set(e.message.id, e.message);
+        if (w.busy < 0) continue;
+        // It died with a configuration in hand: that row says why, and a new worker goes on.
+        const x = exits.get(id);
+        const why = x?.why || `exit code ${x?.code ?? 'unknown'}`;
+        const c = configs[w.busy]!;
+        rows[c.index] = configRow(
+          c,
+          'failed',
+          [`the worker running this configuration stopped: ${why}`],
+          null,
+        );
+        received++;
+        opts.progress?.(c.index, 0, true);
+        w.busy = -1;
+        if (next < configs.length) start(id);
       }
       if (!got) Atomics.wait(signal, 0, seen, 1000);
     }
   } finally {
-    for (const w of pool) {
-      if (w.busy >= 0) void w.worker.terminate();
-      w.port.close();
-    }
+    for (const w of pool) if (!w.gone) w.port.close();
+    // Closing the supervisor's port stops it and any worker still running.
+    control.port1.close();
   }
   return rows as SweepRow[];
 }
 
 /**
- * Starts one worker. From the build (dist/cli/sweep.js) the entry is sweep-worker.js beside
- * this file. Run from the sources (tsx, vitest) it is sweep-worker.ts, which a worker thread
- * cannot load by itself (it does not inherit the parent's loader, and `--import tsx` in its
- * execArgv is not applied in Node 20): a small bootstrap loads it through tsx's API, having
- * first hooked the thread's exit, so that a worker that fails to load is seen as exited.
+ * Where a worker starts: from the build (dist/cli/sweep.js), sweep-worker.js beside this file.
+ * Run from the sources (tsx, vitest) it is sweep-worker.ts, which a worker thread cannot load by
+ * itself (it does not inherit the parent's loader, and `--import tsx` in its execArgv is not
+ * applied in Node 20): a small bootstrap loads it through tsx's API. Returns the module URL or
+ * the bootstrap's code.
  */
-function startWorker(data: SweepWorkerData, transfer: MessagePort[]): Worker {
+function workerEntry(): { url: string } | { code: string } {
   const here = import.meta.url;
-  if (!here.endsWith('.ts'))
-    return new Worker(new URL('./sweep-worker.js', here), { workerData: data, transferList: transfer });
+  if (!here.endsWith('.ts')) return { url: new URL('./sweep-worker.js', here).href };
   const entry = new URL('./sweep-worker.ts', here).href;
-  const boot = [
-    "const d = require('node:worker_threads').workerData;",
-    'const s = new Int32Array(d.signal);',
-    `process.on('exit', () => { Atomics.store(s, 1 + d.id, ${WORKER_EXITED}); Atomics.add(s, 0, 1); Atomics.notify(s, 0); });`,
-    `import(${JSON.stringify(tsxApiUrl(here))}).then((m) => m.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(here)}));`,
-  ].join('\n');
-  return new Worker(boot, { eval: true, workerData: data, transferList: transfer });
+  return {
+    code: `import(${JSON.stringify(tsxApiUrl(here))}).then((m) => m.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(here)}));`,
+  };
 }
 
 /**
