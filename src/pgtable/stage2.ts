@@ -211,6 +211,8 @@ export class Stage2PageTable {
   pgd: number;
   /** Whether the single-leaf fast paths run (Stage2Options.fastPaths; tests switch it). */
   fastPaths: boolean;
+  /** No forcePte callback and no IDMAP: what mapLeafFast() needs of the table's options. */
+  private readonly plainMaps: boolean;
   /**
    * The write journal (journal.ts), or null: every store into the table's words is recorded
    * there first. Null (the default) costs one test per store.
@@ -280,6 +282,7 @@ export class Stage2PageTable {
     this.tlbiRange = opts.tlbiRange ?? true;
     this.forcePteCb = opts.forcePteCb ?? null;
     this.fastPaths = opts.fastPaths ?? true;
+    this.plainMaps = this.forcePteCb === null && (this.flags & KVM_PGTABLE_S2_IDMAP) === 0;
     let oa = 52;
     for (; oa > 32; oa--) {
       const top = 2 ** oa - this.geo.pageSize;
@@ -524,6 +527,11 @@ export class Stage2PageTable {
 
   /** map() of [op.addr, op.addr + op.size) to op.phys; `op` is only read, during the call. */
   mapOp(op: S2Op, prot: number, mc: MemCache | null, flags = 0): number {
+    // The commonest map first, before any of the general set-up: see mapLeafFast().
+    if (prot === this.lastProt && this.plainMaps && this.fastPaths) {
+      const ret = this.mapLeafFast(op, flags);
+      if (ret !== FALLBACK) return ret;
+    }
     const addr = op.addr;
     const size = op.size;
     const ps = this.geo.pageSize;
@@ -555,6 +563,43 @@ export class Stage2PageTable {
       if (ret !== FALLBACK) return ret;
     }
     return this.walker.walkOp(this.pgd, op, this.mapVisitor, data, walkFlags);
+  }
+
+  /**
+   * map()'s fastest path: one page, or one block at level 2, with the prot of the last map
+   * (whose attributes are remembered), IPA and PA aligned to it, into an empty entry of a
+   * table the walk cache knows. It makes mapFast()'s stores for that case (the leaf built as
+   * kvm_init_valid_leaf_pte() builds it, the CMOs, get_page and the store) without the
+   * operand set-up the general paths need; anything else returns FALLBACK having changed
+   * nothing, and mapOp() goes on as if it had not been tried. The table's static conditions
+   * (no forcePte callback, no IDMAP) are checked by the caller (`plainMaps`).
+   */
+  private mapLeafFast(op: S2Op, flags: number): number {
+    const geo = this.geo;
+    const size = op.size;
+    let level: number;
+    if (size === geo.pageSize) level = 3;
+    else if (size === geo.sizes[3] && geo.minBlockLevel <= 2) level = 2;
+    else return FALLBACK;
+    // The walk cache knows tables of levels 2 and 3 below the root only.
+    if (level <= geo.startLevel || this.pgd < 0) return FALLBACK;
+    const addr = op.addr;
+    const phys = op.phys;
+    const inv = geo.invSizes[level + 1]!;
+    // The general path rounds an unaligned PA down to its page (kvm_phys_to_pte()); this one
+    // leaves anything unaligned to it.
+    if (Math.floor(addr * inv) * size !== addr || Math.floor(phys * inv) * size !== phys) return FALLBACK;
+    if (!(addr >= 0 && addr + size <= geo.ipaLimit)) return FALLBACK;
+    const page = this.walker.cachedTable(level, Math.floor(addr * geo.invSizes[level]!));
+    if (page < 0) return FALLBACK;
+    const words = this.pool.pages[page]!;
+    const idx = Math.floor(addr * inv) & (geo.ptrsPerPte - 1);
+    if (words[2 * idx] !== 0 || words[2 * idx + 1] !== 0) return FALLBACK;
+    const leaf = this.leaf;
+    leaf.pa = phys;
+    buildValidLeafPte(this.layout, this.lastAttrLo, this.lastAttrHi, level, leaf);
+    this.storeLeaf(words, page, idx, level, flags, leaf, this.lastCacheable, this.lastExec);
+    return 0;
   }
 
   /**
@@ -624,8 +669,7 @@ export class Stage2PageTable {
 
   /**
    * stage2_map_walker_try_leaf() into an empty entry (entry `idx` of table page `page`, at
-   * `level`): no TLBI (nothing was valid) and no put_page (nothing was counted); the CMOs
-   * before the entry is visible, then stage2_make_pte(): get_page and the store.
+   * `level`) of the leaf `data` describes: builds it, then storeLeaf().
    */
   private installLeaf(
     w: Int32Array,
@@ -638,19 +682,37 @@ export class Stage2PageTable {
     const leaf = this.leaf;
     leaf.pa = data.phys;
     buildValidLeafPte(this.layout, data.attrLo, data.attrHi, level, leaf);
-    const newLo = leaf.lo;
-    const newHi = leaf.hi;
-    if ((flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0 && (data.cacheable || data.exec)) {
+    this.storeLeaf(w, page, idx, level, flags, leaf, data.cacheable, data.exec);
+  }
+
+  /**
+   * The install into an empty entry, of the leaf built in `b` (its halves, and the PA it was
+   * built from): no TLBI (nothing was valid) and no put_page (nothing was counted); the CMOs
+   * before the entry is visible, then stage2_make_pte(): get_page and the store.
+   */
+  private storeLeaf(
+    w: Int32Array,
+    page: number,
+    idx: number,
+    level: number,
+    flags: number,
+    b: LeafBuild,
+    cacheable: boolean,
+    exec: boolean,
+  ): void {
+    const newLo = b.lo;
+    const newHi = b.hi;
+    if ((flags & KVM_PGTABLE_WALK_SKIP_CMO) === 0 && (cacheable || exec)) {
       const op = this.op;
       // kvm_pte_follow(new): the PA itself below oaLimit, where the descriptor keeps every bit.
-      if (data.phys < this.oaLimit) op.addr = data.phys;
+      if (b.pa < this.oaLimit) op.addr = b.pa;
       else {
         this.layout.toPhysInto(newLo, newHi, this.cmo);
         op.addr = this.cmo.pa;
       }
       op.size = this.geo.sizes[level + 1]!;
-      if (data.cacheable) this.events.dcacheCleanInvalPoc(op);
-      if (data.exec) this.events.icacheInvalPou(op);
+      if (cacheable) this.events.dcacheCleanInvalPoc(op);
+      if (exec) this.events.icacheInvalPou(op);
     }
     this.pool.getPage(page);
     if (this.journal !== null) this.journal.record(w, page, idx, level, newLo, newHi, JOURNAL_SITE_INSTALL);
