@@ -214,6 +214,21 @@ export class Stage2PageTable {
   /** No forcePte callback and no IDMAP: what mapLeafFast() needs of the table's options. */
   private readonly plainMaps: boolean;
   /**
+   * The geometry mapLeafFast() reads, copied flat onto the table at construction: a page and
+   * a level-2 block (whether blocks may sit at level 2), their inverses and those of the spans
+   * above them, the start level, the IPA limit and the index mask. Read from here, each map
+   * checks one object instead of loading the geometry's arrays.
+   */
+  private readonly leafPs: number;
+  private readonly leafInvPs: number;
+  private readonly leafBlock: number;
+  private readonly leafBlockOk: boolean;
+  private readonly leafInvBlock: number;
+  private readonly leafInvAbove: number;
+  private readonly leafStartLevel: number;
+  private readonly leafIpaLimit: number;
+  private readonly leafIdxMask: number;
+  /**
    * The write journal (journal.ts), or null: every store into the table's words is recorded
    * there first. Null (the default) costs one test per store.
    */
@@ -283,6 +298,16 @@ export class Stage2PageTable {
     this.forcePteCb = opts.forcePteCb ?? null;
     this.fastPaths = opts.fastPaths ?? true;
     this.plainMaps = this.forcePteCb === null && (this.flags & KVM_PGTABLE_S2_IDMAP) === 0;
+    const geo = this.geo;
+    this.leafPs = geo.pageSize;
+    this.leafInvPs = geo.invPageSize;
+    this.leafBlock = geo.sizes[3]!;
+    this.leafBlockOk = geo.minBlockLevel <= 2;
+    this.leafInvBlock = geo.invSizes[3]!;
+    this.leafInvAbove = geo.invSizes[2]!;
+    this.leafStartLevel = geo.startLevel;
+    this.leafIpaLimit = geo.ipaLimit;
+    this.leafIdxMask = geo.ptrsPerPte - 1;
     let oa = 52;
     for (; oa > 32; oa--) {
       const top = 2 ** oa - this.geo.pageSize;
@@ -575,25 +600,32 @@ export class Stage2PageTable {
    * (no forcePte callback, no IDMAP) are checked by the caller (`plainMaps`).
    */
   private mapLeafFast(op: S2Op, flags: number): number {
-    const geo = this.geo;
     const size = op.size;
+    // The leaf's level, the inverse of its size and that of the span of the table holding it.
     let level: number;
-    if (size === geo.pageSize) level = 3;
-    else if (size === geo.sizes[3] && geo.minBlockLevel <= 2) level = 2;
-    else return FALLBACK;
+    let inv: number;
+    let invTable: number;
+    if (size === this.leafPs) {
+      level = 3;
+      inv = this.leafInvPs;
+      invTable = this.leafInvBlock;
+    } else if (size === this.leafBlock && this.leafBlockOk) {
+      level = 2;
+      inv = this.leafInvBlock;
+      invTable = this.leafInvAbove;
+    } else return FALLBACK;
     // The walk cache knows tables of levels 2 and 3 below the root only.
-    if (level <= geo.startLevel || this.pgd < 0) return FALLBACK;
+    if (level <= this.leafStartLevel || this.pgd < 0) return FALLBACK;
     const addr = op.addr;
     const phys = op.phys;
-    const inv = geo.invSizes[level + 1]!;
     // The general path rounds an unaligned PA down to its page (kvm_phys_to_pte()); this one
     // leaves anything unaligned to it.
     if (Math.floor(addr * inv) * size !== addr || Math.floor(phys * inv) * size !== phys) return FALLBACK;
-    if (!(addr >= 0 && addr + size <= geo.ipaLimit)) return FALLBACK;
-    const page = this.walker.cachedTable(level, Math.floor(addr * geo.invSizes[level]!));
+    if (!(addr >= 0 && addr + size <= this.leafIpaLimit)) return FALLBACK;
+    const page = this.walker.cachedTable(level, Math.floor(addr * invTable));
     if (page < 0) return FALLBACK;
     const words = this.pool.pages[page]!;
-    const idx = Math.floor(addr * inv) & (geo.ptrsPerPte - 1);
+    const idx = Math.floor(addr * inv) & this.leafIdxMask;
     if (words[2 * idx] !== 0 || words[2 * idx + 1] !== 0) return FALLBACK;
     const leaf = this.leaf;
     leaf.pa = phys;
