@@ -1,4 +1,5 @@
 import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
 import { LockTracker, LOCK_MMU_READ } from '../src/mmu/locks.js';
 
 describe('lock tracking', () => {
@@ -37,5 +38,35 @@ describe('lock tracking', () => {
     expect(d).toHaveLength(2);
     expect(d[0]).toMatch(/mmu_lock \(read\) released 1 time/);
     expect(d[1]).toMatch(/self-deadlock/);
+  });
+
+  it('isBalanced() is "nothing held, no underflow, no deadlock", under any sequence', () => {
+    // isBalanced() reads two running counts (the check after every access); the per-kind arrays
+    // and the deadlock count are the reference.
+    const ops = [
+      'mmapReadLock',
+      'mmapReadUnlock',
+      'mmuReadLock',
+      'mmuReadUnlock',
+      'mmuWriteLock',
+      'mmuWriteUnlock',
+      'srcuReadLock',
+      'srcuReadUnlock',
+      'reset',
+    ] as const;
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...ops), { maxLength: 40 }), (seq) => {
+        const l = new LockTracker();
+        for (const op of seq) {
+          if (op === 'srcuReadUnlock') l.srcuReadUnlock(0);
+          else l[op]();
+          const reference =
+            l.held.every((n) => n === 0) && l.underflows.every((n) => n === 0) && l.deadlocks === 0;
+          expect(l.isBalanced()).toBe(reference);
+          expect(l.assertBalanced().length === 0).toBe(reference);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });

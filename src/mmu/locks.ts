@@ -28,6 +28,13 @@ export class LockTracker {
   readonly underflows = new Int32Array(NKINDS);
   /** Acquisitions that would self-deadlock (mmu_lock write with any mmu_lock held, or read under write). */
   deadlocks = 0;
+  /**
+   * Locks held now, all kinds together, and violations since the last reset (underflows and
+   * deadlocks): what isBalanced() reads, so that the check after every access is two loads,
+   * not a pass over the per-kind arrays.
+   */
+  private outstanding = 0;
+  private violations = 0;
 
   /** Models mmap_read_lock(). */
   mmapReadLock(): void {
@@ -39,7 +46,7 @@ export class LockTracker {
   }
   /** Models read_lock(&kvm->mmu_lock) (kvm_fault_lock outside pKVM). */
   mmuReadLock(): void {
-    if (this.held[LOCK_MMU_WRITE] > 0) this.deadlocks++;
+    if (this.held[LOCK_MMU_WRITE] > 0) this.deadlock();
     this.acquire(LOCK_MMU_READ);
   }
   /** Models read_unlock(&kvm->mmu_lock). */
@@ -48,7 +55,7 @@ export class LockTracker {
   }
   /** Models write_lock(&kvm->mmu_lock) (kvm_fault_lock under pKVM; notifier invalidation). */
   mmuWriteLock(): void {
-    if (this.held[LOCK_MMU_WRITE] > 0 || this.held[LOCK_MMU_READ] > 0) this.deadlocks++;
+    if (this.held[LOCK_MMU_WRITE] > 0 || this.held[LOCK_MMU_READ] > 0) this.deadlock();
     this.acquire(LOCK_MMU_WRITE);
   }
   /** Models write_unlock(&kvm->mmu_lock). */
@@ -67,8 +74,7 @@ export class LockTracker {
 
   /** True if nothing is held (a cheap check for the hot path's exit). */
   isBalanced(): boolean {
-    for (let i = 0; i < NKINDS; i++) if (this.held[i] !== 0 || this.underflows[i] !== 0) return false;
-    return this.deadlocks === 0;
+    return this.outstanding === 0 && this.violations === 0;
   }
 
   /**
@@ -94,16 +100,29 @@ export class LockTracker {
     this.held.fill(0);
     this.underflows.fill(0);
     this.deadlocks = 0;
+    this.outstanding = 0;
+    this.violations = 0;
   }
 
   private acquire(k: number): void {
     this.held[k]++;
     this.acquires[k]++;
+    this.outstanding++;
   }
 
   private release(k: number): void {
-    if (this.held[k] > 0) this.held[k]--;
-    else this.underflows[k]++;
+    if (this.held[k] > 0) {
+      this.held[k]--;
+      this.outstanding--;
+    } else {
+      this.underflows[k]++;
+      this.violations++;
+    }
+  }
+
+  private deadlock(): void {
+    this.deadlocks++;
+    this.violations++;
   }
 }
 
