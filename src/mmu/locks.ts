@@ -18,58 +18,102 @@ export const LOCK_SRCU_READ = 3;
 const NAMES = ['mmap_lock (read)', 'mmu_lock (read)', 'mmu_lock (write)', 'kvm->srcu (read)'];
 const NKINDS = 4;
 
-/** Per-lock acquire/release counters and violation counts. */
+/**
+ * Per-lock acquire/release counters and violation counts. Each kind's counts are plain fields
+ * that its own methods update: the fault path takes and drops six locks a fault, and a field
+ * increment is cheaper than a typed array's (no bounds check, no backing-store load). The
+ * per-kind arrays (`held`, `acquires`, `underflows`) are built when read, for reports and
+ * tests.
+ */
 export class LockTracker {
-  /** Currently held count per kind. */
-  readonly held = new Int32Array(NKINDS);
-  /** Total acquisitions per kind. */
-  readonly acquires = new Float64Array(NKINDS);
-  /** Releases of a lock that was not held, per kind. */
-  readonly underflows = new Int32Array(NKINDS);
+  private heldMmapRead = 0;
+  private heldMmuRead = 0;
+  private heldMmuWrite = 0;
+  private heldSrcuRead = 0;
+  private acqMmapRead = 0;
+  private acqMmuRead = 0;
+  private acqMmuWrite = 0;
+  private acqSrcuRead = 0;
+  private underMmapRead = 0;
+  private underMmuRead = 0;
+  private underMmuWrite = 0;
+  private underSrcuRead = 0;
   /** Acquisitions that would self-deadlock (mmu_lock write with any mmu_lock held, or read under write). */
   deadlocks = 0;
   /**
    * Locks held now, all kinds together, and violations since the last reset (underflows and
-   * deadlocks): what isBalanced() reads, so that the check after every access is two loads,
-   * not a pass over the per-kind arrays.
+   * deadlocks): what isBalanced() reads, so that the check after every access is two loads.
    */
   private outstanding = 0;
   private violations = 0;
 
+  /** Currently held count per kind (indexed by LOCK_*). Returns a new array. */
+  get held(): Int32Array {
+    return Int32Array.of(this.heldMmapRead, this.heldMmuRead, this.heldMmuWrite, this.heldSrcuRead);
+  }
+  /** Total acquisitions per kind (indexed by LOCK_*). Returns a new array. */
+  get acquires(): Float64Array {
+    return Float64Array.of(this.acqMmapRead, this.acqMmuRead, this.acqMmuWrite, this.acqSrcuRead);
+  }
+  /** Releases of a lock that was not held, per kind (indexed by LOCK_*). Returns a new array. */
+  get underflows(): Int32Array {
+    return Int32Array.of(this.underMmapRead, this.underMmuRead, this.underMmuWrite, this.underSrcuRead);
+  }
+
   /** Models mmap_read_lock(). */
   mmapReadLock(): void {
-    this.acquire(LOCK_MMAP_READ);
+    this.heldMmapRead++;
+    this.acqMmapRead++;
+    this.outstanding++;
   }
   /** Models mmap_read_unlock(). */
   mmapReadUnlock(): void {
-    this.release(LOCK_MMAP_READ);
+    if (this.heldMmapRead > 0) {
+      this.heldMmapRead--;
+      this.outstanding--;
+    } else this.underflow(LOCK_MMAP_READ);
   }
   /** Models read_lock(&kvm->mmu_lock) (kvm_fault_lock outside pKVM). */
   mmuReadLock(): void {
-    if (this.held[LOCK_MMU_WRITE] > 0) this.deadlock();
-    this.acquire(LOCK_MMU_READ);
+    if (this.heldMmuWrite > 0) this.deadlock();
+    this.heldMmuRead++;
+    this.acqMmuRead++;
+    this.outstanding++;
   }
   /** Models read_unlock(&kvm->mmu_lock). */
   mmuReadUnlock(): void {
-    this.release(LOCK_MMU_READ);
+    if (this.heldMmuRead > 0) {
+      this.heldMmuRead--;
+      this.outstanding--;
+    } else this.underflow(LOCK_MMU_READ);
   }
   /** Models write_lock(&kvm->mmu_lock) (kvm_fault_lock under pKVM; notifier invalidation). */
   mmuWriteLock(): void {
-    if (this.held[LOCK_MMU_WRITE] > 0 || this.held[LOCK_MMU_READ] > 0) this.deadlock();
-    this.acquire(LOCK_MMU_WRITE);
+    if (this.heldMmuWrite > 0 || this.heldMmuRead > 0) this.deadlock();
+    this.heldMmuWrite++;
+    this.acqMmuWrite++;
+    this.outstanding++;
   }
   /** Models write_unlock(&kvm->mmu_lock). */
   mmuWriteUnlock(): void {
-    this.release(LOCK_MMU_WRITE);
+    if (this.heldMmuWrite > 0) {
+      this.heldMmuWrite--;
+      this.outstanding--;
+    } else this.underflow(LOCK_MMU_WRITE);
   }
   /** Models srcu_read_lock(&kvm->srcu). Returns the index to pass back (always 0 here). */
   srcuReadLock(): number {
-    this.acquire(LOCK_SRCU_READ);
+    this.heldSrcuRead++;
+    this.acqSrcuRead++;
+    this.outstanding++;
     return 0;
   }
   /** Models srcu_read_unlock(&kvm->srcu, idx). */
   srcuReadUnlock(_idx: number): void {
-    this.release(LOCK_SRCU_READ);
+    if (this.heldSrcuRead > 0) {
+      this.heldSrcuRead--;
+      this.outstanding--;
+    } else this.underflow(LOCK_SRCU_READ);
   }
 
   /** True if nothing is held (a cheap check for the hot path's exit). */
@@ -86,10 +130,12 @@ export class LockTracker {
     if (this.isBalanced()) return NONE;
     const p = context === '' ? '' : `${context}: `;
     const out: string[] = [];
+    const held = this.held;
+    const underflows = this.underflows;
     for (let i = 0; i < NKINDS; i++) {
-      if (this.held[i] > 0) out.push(`${p}${NAMES[i]} still held (${this.held[i]}) at exit`);
-      if (this.underflows[i] > 0)
-        out.push(`${p}${NAMES[i]} released ${this.underflows[i]} time(s) without being held`);
+      if (held[i]! > 0) out.push(`${p}${NAMES[i]} still held (${held[i]}) at exit`);
+      if (underflows[i]! > 0)
+        out.push(`${p}${NAMES[i]} released ${underflows[i]} time(s) without being held`);
     }
     if (this.deadlocks > 0) out.push(`${p}${this.deadlocks} mmu_lock acquisition(s) would self-deadlock`);
     return out;
@@ -97,27 +143,20 @@ export class LockTracker {
 
   /** Forgets held counts and violations (after they have been reported). Keeps the acquire totals. */
   reset(): void {
-    this.held.fill(0);
-    this.underflows.fill(0);
+    this.heldMmapRead = this.heldMmuRead = this.heldMmuWrite = this.heldSrcuRead = 0;
+    this.underMmapRead = this.underMmuRead = this.underMmuWrite = this.underSrcuRead = 0;
     this.deadlocks = 0;
     this.outstanding = 0;
     this.violations = 0;
   }
 
-  private acquire(k: number): void {
-    this.held[k]++;
-    this.acquires[k]++;
-    this.outstanding++;
-  }
-
-  private release(k: number): void {
-    if (this.held[k] > 0) {
-      this.held[k]--;
-      this.outstanding--;
-    } else {
-      this.underflows[k]++;
-      this.violations++;
-    }
+  /** A release of lock kind `k` that was not held (cold). */
+  private underflow(k: number): void {
+    if (k === LOCK_MMAP_READ) this.underMmapRead++;
+    else if (k === LOCK_MMU_READ) this.underMmuRead++;
+    else if (k === LOCK_MMU_WRITE) this.underMmuWrite++;
+    else this.underSrcuRead++;
+    this.violations++;
   }
 
   private deadlock(): void {
