@@ -246,6 +246,14 @@ export class HostPageTable {
   private pteKey = -1;
   private pteGen = -1;
   private pteChunk: Chunk | undefined = undefined;
+  /**
+   * The PTE level's entry size and shift and the inverses of its entry and table spans, as
+   * plain fields for the PTE cache's paths (one field load each, not a typed array's).
+   */
+  private readonly pteSize: number;
+  private readonly pteShift: number;
+  private readonly pteInvSize: number;
+  private readonly pteInvSpan: number;
 
   constructor(granule: HostGranule, opts: { linearChunks?: boolean; pteCache?: boolean } = {}) {
     this.granule = granule;
@@ -256,6 +264,10 @@ export class HostPageTable {
     this.entries = pow2(granule.tableBits);
     this.invSizes = Float64Array.from(this.sizes, (x) => 1 / x);
     this.invSpans = Float64Array.from(this.sizes, (x) => 1 / (x * this.entries));
+    this.pteSize = this.sizes[HOST_LEVEL_PTE]!;
+    this.pteShift = this.shifts[HOST_LEVEL_PTE]!;
+    this.pteInvSize = this.invSizes[HOST_LEVEL_PTE]!;
+    this.pteInvSpan = this.invSpans[HOST_LEVEL_PTE]!;
   }
 
   /**
@@ -278,15 +290,15 @@ export class HostPageTable {
    */
   lookupOp(op: HvaOp, out: HostLeaf): boolean {
     const hva = op.hva;
-    const pteKey = Math.floor(hva * this.invSpans[HOST_LEVEL_PTE]!);
+    const pteKey = Math.floor(hva * this.pteInvSpan);
     if (pteKey === this.pteKey && this.pteGen === this.tableGen) {
       const c = this.pteChunk!;
-      const idx = Math.floor(hva * this.invSizes[HOST_LEVEL_PTE]!);
+      const idx = Math.floor(hva * this.pteInvSize);
       const i = idx - pteKey * this.entries;
       const f = c.flagsAt(i);
       out.level = HOST_LEVEL_PTE;
-      out.shift = this.shifts[HOST_LEVEL_PTE]!;
-      out.base = idx * this.sizes[HOST_LEVEL_PTE]!;
+      out.shift = this.pteShift;
+      out.base = idx * this.pteSize;
       c.pfnInto(i, out);
       out.flags = f;
       return (f & HPTE_PRESENT) !== 0;
@@ -335,14 +347,10 @@ export class HostPageTable {
   setOp(op: HvaPfnOp, level: number, flags: number): void {
     const hva = op.hva;
     if (level === HOST_LEVEL_PTE) {
-      const pteKey = Math.floor(hva * this.invSpans[HOST_LEVEL_PTE]!);
+      const pteKey = Math.floor(hva * this.pteInvSpan);
       if (pteKey === this.pteKey && this.pteGen === this.tableGen) {
         // The parents are table pointers already, and a PTE is never one.
-        this.pteChunk!.setOp(
-          Math.floor(hva * this.invSizes[HOST_LEVEL_PTE]!) & (this.entries - 1),
-          op,
-          flags,
-        );
+        this.pteChunk!.setOp(Math.floor(hva * this.pteInvSize) & (this.entries - 1), op, flags);
         return;
       }
     }
@@ -360,7 +368,7 @@ export class HostPageTable {
     const wasTable = (c.flagsAt(i) & HPTE_TABLE) !== 0;
     c.setOp(i, op, flags);
     if (level !== HOST_LEVEL_PTE) this.tableGen++;
-    else this.rememberPte(Math.floor(hva * this.invSpans[HOST_LEVEL_PTE]!), c);
+    else this.rememberPte(Math.floor(hva * this.pteInvSpan), c);
     if (wasTable) this.dropBelow(level, idx * this.sizes[level]!);
   }
 
