@@ -212,27 +212,28 @@ const { Worker, workerData } = require('node:worker_threads');
 const signal = new Int32Array(workerData.signal);
 const port = workerData.port;
 const live = new Set();
+const text = (e) => String(e && e.message ? e.message : e);
+const exited = (id, code, why) => {
+  port.postMessage({ id, code, why });
+  Atomics.store(signal, 1 + id, ${WORKER_EXITED});
+  Atomics.add(signal, 0, 1);
+  Atomics.notify(signal, 0);
+};
 port.on('message', (m) => {
   const opts = { workerData: m.data, transferList: [m.data.port], resourceLimits: m.resourceLimits };
   let w;
   try {
     w = m.code !== undefined ? new Worker(m.code, { ...opts, eval: true }) : new Worker(new URL(m.url), opts);
   } catch (e) {
-    port.postMessage({ id: m.id, code: 1, why: String(e && e.message ? e.message : e) });
-    Atomics.store(signal, 1 + m.id, ${WORKER_EXITED});
-    Atomics.add(signal, 0, 1);
-    Atomics.notify(signal, 0);
+    exited(m.id, 1, text(e));
     return;
   }
   live.add(w);
   let why = '';
-  w.on('error', (e) => { why = String(e && e.message ? e.message : e); });
+  w.on('error', (e) => { why = text(e); });
   w.on('exit', (code) => {
     live.delete(w);
-    port.postMessage({ id: m.id, code, why });
-    Atomics.store(signal, 1 + m.id, ${WORKER_EXITED});
-    Atomics.add(signal, 0, 1);
-    Atomics.notify(signal, 0);
+    exited(m.id, code, why);
   });
 });
 port.on('close', () => { for (const w of live) void w.terminate(); });
