@@ -205,6 +205,8 @@ describe('a worker that dies', () => {
       jobs: 2,
       audit: 'incremental',
       resourceLimits: { maxOldGenerationSizeMb: 4, maxYoungGenerationSizeMb: 1 },
+      // Without the supervisor's reports this would otherwise wait forever: fail instead.
+      stallMs: 60_000,
     });
     expect(rows.map((r) => `${r.label}: ${r.status}`)).toEqual([
       '6.16: failed',
@@ -217,6 +219,19 @@ describe('a worker that dies', () => {
       expect(r.problems[0]).toMatch(/^the worker running this configuration stopped: .*memory limit/);
     }
   }, 120_000);
+
+  it('gives up, naming the configurations in hand, when no worker says anything for stallMs', () => {
+    // A worker takes far longer than 1 ms to load the model, so the pool hears nothing in
+    // time: the guard a test relies on to fail rather than hang, checked by tripping it.
+    const raw = JSON.parse(readFileSync(example, 'utf8')) as Record<string, unknown>;
+    const configs = expandMatrix([{ axis: axis('kernel'), values: ['6.16', 'seed', '6.17'] }]);
+    expect(() => runMatrix(raw, configs, { jobs: 2, audit: 'incremental', stallMs: 1 })).toThrow(
+      'sweep: no worker reported anything for 1 ms (configuration(s) in hand: 0, 1)',
+    );
+    // What it stopped is gone: the next sweep runs normally.
+    const rows = runMatrix(raw, configs.slice(0, 1), { jobs: 1, audit: 'incremental', stallMs: 60_000 });
+    expect(rows.map((r) => r.status)).toEqual(['errors']);
+  }, 60_000);
 });
 
 describe('s2emu sweep', () => {

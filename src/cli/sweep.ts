@@ -196,6 +196,13 @@ export interface MatrixOptions {
   progress?: ((index: number, done: number, complete: boolean) => void) | undefined;
   /** Every worker's resource limits (tests use a small heap to make one run out of memory). */
   resourceLimits?: ResourceLimits | undefined;
+  /**
+   * Milliseconds without a word from any worker (a row, progress, an exit) after which the
+   * sweep gives up and throws, naming the configurations in hand. Unset (the CLI): wait as long
+   * as the configurations take, since one without progress reporting says nothing until done.
+   * Tests set it, so that a pool that stopped hearing its workers fails instead of hanging.
+   */
+  stallMs?: number | undefined;
 }
 
 /**
@@ -310,6 +317,7 @@ export function runMatrix(
     send(w);
   };
   const exits = new Map<number, WorkerExit>();
+  let heard = Date.now();
   try {
     for (let id = 0; id < n; id++) start(id);
     while (received < configs.length) {
@@ -356,7 +364,14 @@ export function runMatrix(
         w.busy = -1;
         if (next < configs.length) start(id);
       }
-      if (!got) Atomics.wait(signal, 0, seen, 1000);
+      if (got) heard = Date.now();
+      else if (opts.stallMs !== undefined && Date.now() - heard >= opts.stallMs) {
+        const inHand = pool.filter((w) => !w.gone && w.busy >= 0).map((w) => configs[w.busy]!.index);
+        throw new Error(
+          `sweep: no worker reported anything for ${opts.stallMs} ms ` +
+            `(configuration(s) in hand: ${inHand.join(', ') || 'none'})`,
+        );
+      } else Atomics.wait(signal, 0, seen, Math.min(1000, opts.stallMs ?? 1000));
     }
   } finally {
     for (const w of pool) if (!w.gone) w.port.close();
