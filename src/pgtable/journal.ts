@@ -27,7 +27,7 @@
  * few typed-array stores per descriptor write.
  */
 
-import { pteIsTable } from './descriptor.js';
+import { visitTablePages } from './tablewalk.js';
 import type { Stage2PageTable } from './stage2.js';
 import { DESCRIPTION_HOOK, INSPECT_HOOK } from './debughooks.js';
 
@@ -278,16 +278,14 @@ function snapshot(pgt: Stage2PageTable): JournalBase {
   const pgd = pgt.pgd;
   if (pgd < 0) return { pgd, pages };
   const all = pgt.pool.pages;
-  const geo = pgt.geo;
-  const visit = (page: number, level: number): void => {
-    const w = all[page]!;
-    pages.set(page, w.slice());
-    if (level >= 3) return;
-    for (let i = 0; i < geo.ptrsPerPte; i++) {
-      const lo = w[2 * i]!;
-      if (pteIsTable(lo, level)) visit(pgt.pool.pageOfTable(pgt.layout, lo, w[2 * i + 1]!), level + 1);
-    }
-  };
-  for (let p = 0; p < geo.pgdPages; p++) visit(pgd + p, geo.startLevel);
+  visitTablePages(
+    {
+      geo: pgt.geo,
+      pgd,
+      words: (page) => all[page],
+      child: (lo, hi) => pgt.pool.pageOfTable(pgt.layout, lo, hi),
+    },
+    (page) => void pages.set(page, all[page]!.slice()),
+  );
   return { pgd, pages };
 }

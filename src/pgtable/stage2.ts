@@ -66,6 +66,8 @@ import {
   walkContinue,
 } from './walker.js';
 import type { Visitor } from './walker.js';
+import { visitTablePages, visitValidDescriptors } from './tablewalk.js';
+import type { DescriptorVisit, TableSource } from './tablewalk.js';
 
 /** KVM_PGTABLE_S2_NOFWB: this table does not use FWB even if the CPU has it. */
 export const KVM_PGTABLE_S2_NOFWB = 1 << 0;
@@ -1374,18 +1376,8 @@ export class Stage2PageTable {
    * Returns the count.
    */
   countTables(): number {
-    if (this.pgd < 0) return 0;
     let n = 0;
-    const visit = (page: number, level: number): void => {
-      n++;
-      const w = this.pool.pages[page]!;
-      if (level >= 3) return;
-      for (let i = 0; i < this.geo.ptrsPerPte; i++) {
-        const lo = w[2 * i]!;
-        if (pteIsTable(lo, level)) visit(this.childOf(lo, w[2 * i + 1]!), level + 1);
-      }
-    };
-    for (let p = 0; p < this.geo.pgdPages; p++) visit(this.pgd + p, this.geo.startLevel);
+    visitTablePages(this.tableSource(), () => n++);
     return n;
   }
 
@@ -1394,33 +1386,19 @@ export class Stage2PageTable {
    * before what they point to (the `dump` order); with `start`/`end`, only the descriptors
    * that overlap [start, end). Not for the hot path.
    */
-  forEachValid(
-    fn: (kind: 'table' | 'leaf', level: number, ipa: number, lo: number, hi: number) => void,
-    start = 0,
-    end = Infinity,
-  ): void {
-    if (this.pgd < 0) return;
-    const geo = this.geo;
-    const visit = (page: number, level: number, base: number): void => {
-      const w = this.pool.pages[page]!;
-      const size = geo.granuleSize(level);
-      for (let i = 0; i < geo.ptrsPerPte; i++) {
-        const lo = w[2 * i]!;
-        const hi = w[2 * i + 1]!;
-        if ((lo & KVM_PTE_VALID) === 0) continue;
-        const ipa = base + i * size;
-        // Only entries that overlap [start, end).
-        if (ipa + size <= start || ipa >= end) continue;
-        if (pteIsTable(lo, level)) {
-          fn('table', level, ipa, lo >>> 0, hi >>> 0);
-          visit(this.childOf(lo, hi), level + 1, ipa);
-        } else {
-          fn('leaf', level, ipa, lo >>> 0, hi >>> 0);
-        }
-      }
+  forEachValid(fn: DescriptorVisit, start = 0, end = Infinity): void {
+    visitValidDescriptors(this.tableSource(), fn, start, end);
+  }
+
+  /** The live tree as tablewalk.ts reads it (cold: built per call). */
+  private tableSource(): TableSource {
+    const pages = this.pool.pages;
+    return {
+      geo: this.geo,
+      pgd: this.pgd,
+      words: (page) => pages[page],
+      child: (lo, hi) => this.childOf(lo, hi),
     };
-    const pgdSpan = geo.granuleSize(geo.startLevel) * geo.ptrsPerPte;
-    for (let p = 0; p < geo.pgdPages; p++) visit(this.pgd + p, geo.startLevel, p * pgdSpan);
   }
 
   // ---- debugger helpers: cold; the text comes from src/views through pgtable/debughooks.ts ----

@@ -13,10 +13,12 @@
  * Cold path: for debuggers, the CLI and tests; allocates freely.
  */
 
-import { KVM_PTE_VALID, pteIsTable } from '../pgtable/descriptor.js';
+import { pteIsTable } from '../pgtable/descriptor.js';
 import type { AddrLayout } from '../pgtable/descriptor.js';
 import type { Geometry } from '../pgtable/geometry.js';
 import { Journal, JournalEntry } from '../pgtable/journal.js';
+import { visitTablePages, visitValidDescriptors } from '../pgtable/tablewalk.js';
+import type { DescriptorVisit, TableSource } from '../pgtable/tablewalk.js';
 import { NULL_EVENTS, TablePool } from '../pgtable/pool.js';
 import { Stage2PageTable } from '../pgtable/stage2.js';
 import type { GranuleSize } from '../pgtable/geometry.js';
@@ -37,14 +39,7 @@ export interface DescriptorChange {
   writes: number;
 }
 
-/** A visited descriptor: what forEachValid() reports. */
-export type DescriptorVisit = (
-  kind: 'table' | 'leaf',
-  level: number,
-  ipa: number,
-  lo: number,
-  hi: number,
-) => void;
+export type { DescriptorVisit } from '../pgtable/tablewalk.js';
 
 /**
  * The table rebuilt from `pgt`'s journal, positioned after a unit (seek()). Implements the
@@ -142,21 +137,18 @@ export class TimeTravel {
   /** The pool index → [IPA, level] of every table page reachable from the root now. */
   tablePages(): Map<number, [number, number]> {
     const out = new Map<number, [number, number]>();
-    const geo = this.geo;
-    const visit = (page: number, level: number, base: number): void => {
-      out.set(page, [base, level]);
-      const w = this.pages.get(page);
-      if (w === undefined || level >= 3) return;
-      const size = geo.granuleSize(level);
-      for (let i = 0; i < geo.ptrsPerPte; i++) {
-        const lo = w[2 * i]!;
-        if (pteIsTable(lo, level)) visit(this.childOf(lo, w[2 * i + 1]!), level + 1, base + i * size);
-      }
-    };
-    const pgd = this.journal.start.pgd;
-    const span = geo.granuleSize(geo.startLevel) * geo.ptrsPerPte;
-    for (let p = 0; p < geo.pgdPages; p++) visit(pgd + p, geo.startLevel, p * span);
+    visitTablePages(this.source(), (page, level, base) => out.set(page, [base, level]));
     return out;
+  }
+
+  /** The shadow tree as tablewalk.ts reads it. */
+  private source(): TableSource {
+    return {
+      geo: this.geo,
+      pgd: this.journal.start.pgd,
+      words: (page) => this.pages.get(page),
+      child: (lo, hi) => this.childOf(lo, hi),
+    };
   }
 
   private childOf(lo: number, hi: number): number {
@@ -208,25 +200,7 @@ export class TimeTravel {
    * before their children (as Stage2PageTable.forEachValid()).
    */
   forEachValid(fn: DescriptorVisit): void {
-    const geo = this.geo;
-    const visit = (page: number, level: number, base: number): void => {
-      const w = this.pages.get(page);
-      if (w === undefined) return;
-      const size = geo.granuleSize(level);
-      for (let i = 0; i < geo.ptrsPerPte; i++) {
-        const lo = w[2 * i]!;
-        const hi = w[2 * i + 1]!;
-        if ((lo & KVM_PTE_VALID) === 0) continue;
-        const ipa = base + i * size;
-        if (pteIsTable(lo, level)) {
-          fn('table', level, ipa, lo >>> 0, hi >>> 0);
-          visit(this.childOf(lo, hi), level + 1, ipa);
-        } else fn('leaf', level, ipa, lo >>> 0, hi >>> 0);
-      }
-    };
-    const pgd = this.journal.start.pgd;
-    const span = geo.granuleSize(geo.startLevel) * geo.ptrsPerPte;
-    for (let p = 0; p < geo.pgdPages; p++) visit(pgd + p, geo.startLevel, p * span);
+    visitValidDescriptors(this.source(), fn);
   }
 
   /**
