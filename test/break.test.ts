@@ -10,7 +10,7 @@ import { Session } from 'node:inspector';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { armFaultBreak, breakMatches, parseBreak, trackSteps } from '../src/cli/break.js';
+import { armFaultBreak, breakMatches, noteBreakStep, parseBreak } from '../src/cli/break.js';
 import { faultBreak } from '../src/pgtable/debughooks.js';
 import { parseScenario } from '../src/scenario/parse.js';
 import { ScenarioRunner } from '../src/scenario/run.js';
@@ -60,7 +60,7 @@ function runUnderInspector(s: Record<string, unknown>, arm: () => void): Paused[
   session.post('Debugger.enable');
   try {
     arm();
-    const runner = new ScenarioRunner(trackSteps(parseScenario(s)), { fusedFaults: false });
+    const runner = new ScenarioRunner(parseScenario(s), { fusedFaults: false, stepStart: noteBreakStep });
     runner.run();
   } finally {
     faultBreak.armed = false;
@@ -98,6 +98,27 @@ describe('--break under the inspector', () => {
   it('does not pause when unarmed, or when nothing matches', () => {
     expect(runUnderInspector(s, () => {})).toEqual([]);
     expect(runUnderInspector(s, () => armFaultBreak({ ipa: 0x7000_0000 }))).toEqual([]);
+  });
+});
+
+describe('the step hook', () => {
+  it('is called with each step as it starts, before its faults', () => {
+    const s = scenario({
+      steps: accesses(['write', RAM_IPA], ['read', RAM_IPA + 8], ['write', RAM_IPA + 0x20_1000]),
+    });
+    const seen: string[] = [];
+    const runner = new ScenarioRunner(parseScenario(s), {
+      stepStart: (step) => void seen.push(`start ${step}`),
+    });
+    runner.run({ access: (step, r) => void seen.push(`access ${step}: ${r.nFaults} fault(s)`) });
+    expect(seen).toEqual([
+      'start 0',
+      'access 0: 1 fault(s)',
+      'start 1',
+      'access 1: 0 fault(s)',
+      'start 2',
+      'access 2: 1 fault(s)',
+    ]);
   });
 });
 

@@ -15,7 +15,7 @@
 
 import inspector from 'node:inspector';
 import { faultBreak } from '../pgtable/debughooks.js';
-import type { Scenario, Step } from '../scenario/types.js';
+import type { Scenario } from '../scenario/types.js';
 import '../views/debug.js';
 import { CliInputError } from './errors.js';
 import { parseAddress } from './explain.js';
@@ -27,7 +27,7 @@ export interface BreakSpec {
   step?: number;
 }
 
-/** The step the runner is in (set by the tracked step list; −1 before the first). */
+/** The step the runner is in (set by noteBreakStep; −1 before the first). */
 let currentStep = -1;
 
 /**
@@ -51,21 +51,11 @@ export function breakMatches(spec: BreakSpec, faultIpa: number): boolean {
 }
 
 /**
- * The scenario with a step list that records which step the runner is in as it iterates
- * (ScenarioRunner.run() walks `steps` in order), for `--break-step`. Returns the copy.
+ * The runner's step hook (RunOptions.stepStart) for `--break-step`: notes the step the
+ * runner is starting, which breakMatches() compares with the spec.
  */
-export function trackSteps(scenario: Scenario): Scenario {
-  class TrackedSteps extends Array<Step> {
-    override *[Symbol.iterator](): ArrayIterator<Step> {
-      for (let i = 0; i < this.length; i++) {
-        currentStep = this[i]!.index;
-        yield this[i]!;
-      }
-    }
-  }
-  const steps = new TrackedSteps();
-  for (const s of scenario.steps) Array.prototype.push.call(steps, s);
-  return { ...scenario, steps };
+export function noteBreakStep(step: number): void {
+  currentStep = step;
 }
 
 /**
@@ -109,11 +99,11 @@ function describeSpec(spec: BreakSpec): string {
 
 /**
  * Prepares `s2emu run --break`: arms the break, opens the inspector and waits for a debugger
- * (unless one is attached, or S2EMU_BREAK_REPORT is set). Returns the scenario to run (its
- * steps tracked) and the options for the runner: the fused fast path off, so that every
- * fault goes through user_mem_abort() (the results are the same either way).
+ * (unless one is attached, or S2EMU_BREAK_REPORT is set). The caller runs the scenario with
+ * noteBreakStep as the runner's step hook and the fused fast path off, so that every fault
+ * goes through user_mem_abort() (the results are the same either way).
  */
-export function prepareBreak(scenario: Scenario, spec: BreakSpec): Scenario {
+export function prepareBreak(scenario: Scenario, spec: BreakSpec): void {
   if (spec.step !== undefined && spec.step >= scenario.steps.length)
     throw new CliInputError(
       `--break-step ${spec.step}: the scenario has steps 0 to ${scenario.steps.length - 1}`,
@@ -151,5 +141,4 @@ export function prepareBreak(scenario: Scenario, spec: BreakSpec): Scenario {
       return true;
     });
   }
-  return trackSteps(scenario);
 }

@@ -23,7 +23,7 @@ import type { RunSink, RunSummary } from '../scenario/run.js';
 import type { Scenario } from '../scenario/types.js';
 import { CliInputError, parseScenarioInput, readInput } from './errors.js';
 import { StepReport, formatReport, uffdText } from './report.js';
-import { prepareBreak } from './break.js';
+import { noteBreakStep, prepareBreak } from './break.js';
 import type { BreakSpec } from './break.js';
 import { RunHtmlTap } from './html.js';
 import { s2emuVersion } from './version.js';
@@ -128,10 +128,11 @@ export function runCommand(args: string[], opts: RunCommandOptions): number {
   };
   let runner: ScenarioRunner;
   try {
-    runner = new ScenarioRunner(opts.breakAt ? prepareBreak(scenario, opts.breakAt) : scenario, {
+    if (opts.breakAt) prepareBreak(scenario, opts.breakAt);
+    runner = new ScenarioRunner(scenario, {
       kernel,
       // Every fault through user_mem_abort(), where the break is (same results either way).
-      ...(opts.breakAt ? { fusedFaults: false } : {}),
+      ...(opts.breakAt ? { fusedFaults: false, stepStart: noteBreakStep } : {}),
       auditHost: (opts.audit ?? true) ? 'incremental' : false,
       ...(tty ? { progress, progressEvery: 16384 } : {}),
     });

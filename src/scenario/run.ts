@@ -181,6 +181,8 @@ export interface RunOptions {
   journal?: boolean;
   /** Record the fault path's provenance of each leaf (kvm.provenance). Off by default. */
   provenance?: boolean;
+  /** Called as each step starts, with its index (a debugger's "which step am I in"). */
+  stepStart?: (step: number) => void;
 }
 
 /**
@@ -689,6 +691,7 @@ export class ScenarioRunner {
       this.kvm.invalidateHook = (ipa, size) => this.markDirty(ipa, size);
     if (this.opts.auditHost) this.auditHost(null, null);
     for (const st of this.scenario.steps) {
+      this.opts.stepStart?.(st.index);
       if (st.kind !== 'access' && st.kind !== 'touch') this.markUnit(st.kind, st.index);
       const stop = this.runStep(st, sink);
       if (this.opts.auditHost) this.auditHost(st.index, st.kind);
