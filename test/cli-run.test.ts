@@ -22,6 +22,17 @@ describe('s2emu run: bad input', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it("names an option the command does not take, and the commands that take it (USAGE's lists)", () => {
+    const at = s2emu(['run', 'examples/vfio-bar.json', '--at', '3']);
+    expect(at.status).toBe(2);
+    expect(at.stderr).toBe("s2emu: run: unknown option '--at' (an option of ptdump, explain, step)\n");
+    const wide = s2emu(['sweep', 'examples/vfio-bar.json', '--wide']);
+    expect(wide.stderr).toBe("s2emu: sweep: unknown option '--wide' (an option of ptdump)\n");
+    const none = s2emu(['ptdump', 'examples/vfio-bar.json', '--frob']);
+    expect(none.status).toBe(2);
+    expect(none.stderr).toBe("s2emu: ptdump: unknown option '--frob' (s2emu --help lists the options)\n");
+  });
+
   it('reports invalid JSON with its position, and a bad --kernel', () => {
     const j = s2emu(['run', '-'], '{ bad json');
     expect(j.status).toBe(2);

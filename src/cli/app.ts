@@ -226,7 +226,28 @@ export function main(argv: string[]): number {
     color: !has('--no-color') && pc.isColorSupported,
     debug: has('--debug'),
   };
-  return command.run(rest.slice(1), common);
+  try {
+    return command.run(rest.slice(1), common);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
+      throw new CliInputError(unknownOption(cmd, (e as Error).message));
+    throw e;
+  }
+}
+
+/**
+ * parseArgs' "Unknown option '--at'. To specify a positional argument…" said for this CLI:
+ * the option, the command that does not take it, and the commands that do (from USAGE's
+ * option lines, which name them in parentheses). Returns the message.
+ */
+function unknownOption(cmd: string, parseMessage: string): string {
+  const opt = /'([^']+)'/.exec(parseMessage)?.[1] ?? '?';
+  const line = USAGE.split('\n').find((l) => l.trimStart().startsWith(`${opt} `));
+  const takers = line === undefined ? undefined : /\(([a-z]+(?:, [a-z]+)*)\)/.exec(line)?.[1];
+  return (
+    `${cmd}: unknown option '${opt}'` +
+    (takers !== undefined ? ` (an option of ${takers})` : ' (s2emu --help lists the options)')
+  );
 }
 
 /** `--max-accesses N`: a positive whole number (decimal or 0x hex). */
