@@ -43,7 +43,10 @@ interface Config {
   granule: GranuleSize;
   ipaBits: number;
   lpa2: boolean;
-  /** Anchors: IPAs aligned to the largest block, where table boundaries meet. */
+  /**
+   * Anchors: IPAs aligned to the largest block, where table boundaries meet; 0 among them (the
+   * bottom of the IPA space, where an offset test cannot tell a multiple of any size apart).
+   */
   anchors: number[];
   /** The PA that anchor-relative offsets map to. */
   paBase: number;
@@ -57,7 +60,7 @@ const CONFIGS: Config[] = [
     granule: 4096,
     ipaBits: 40,
     lpa2: false,
-    anchors: [2 ** 30, 2 ** 31, 2 ** 40],
+    anchors: [0, 2 ** 30, 2 ** 31, 2 ** 40],
     paBase: 0x80_0000_0000,
     runs: 120,
   },
@@ -67,7 +70,7 @@ const CONFIGS: Config[] = [
     granule: 16384,
     ipaBits: 40,
     lpa2: false,
-    anchors: [2 ** 36, 2 ** 37, 2 ** 40],
+    anchors: [0, 2 ** 36, 2 ** 37, 2 ** 40],
     paBase: 0x80_0000_0000,
     runs: 80,
   },
@@ -77,7 +80,7 @@ const CONFIGS: Config[] = [
     granule: 65536,
     ipaBits: 44,
     lpa2: false,
-    anchors: [2 ** 42, 2 ** 43, 2 ** 44],
+    anchors: [0, 2 ** 42, 2 ** 43, 2 ** 44],
     paBase: 0x8_0000_0000_0000,
     runs: 60,
   },
@@ -87,7 +90,7 @@ const CONFIGS: Config[] = [
     granule: 4096,
     ipaBits: 52,
     lpa2: true,
-    anchors: [2 ** 48, 2 ** 51, 2 ** 52],
+    anchors: [0, 2 ** 48, 2 ** 51, 2 ** 52],
     paBase: 0xc_0000_0000_0000,
     runs: 80,
   },
@@ -169,12 +172,19 @@ function opArb(cfg: Config): fc.Arbitrary<Op> {
     {
       weight: 6,
       arbitrary: fc
-        .record({ r: range, prot: protArb, flags: flagsArb, paOff: fc.constantFrom(0, 0, 0, ps) })
-        .map(({ r, prot, flags, paOff }) => ({
+        .record({
+          r: range,
+          prot: protArb,
+          flags: flagsArb,
+          paOff: fc.constantFrom(0, 0, 0, ps),
+          // Sometimes PA 0: with IPA 0, an address that is a multiple of every size.
+          paBase: fc.constantFrom(cfg.paBase, cfg.paBase, cfg.paBase, 0),
+        })
+        .map(({ r, prot, flags, paOff, paBase }) => ({
           op: 'map' as const,
           ipa: r.ipa,
           size: r.size,
-          pa: cfg.paBase + Math.max(0, r.rel) + paOff,
+          pa: paBase + Math.max(0, r.rel) + paOff,
           prot,
           flags,
         })),
@@ -390,6 +400,29 @@ describe('page-table fast paths against the generic walker', () => {
         map(g + 2 ** 22, 2 ** 21, 0x8040_0000),
         { op: 'getLeaf', ipa: g + 2 ** 21, flags: 0 },
         { op: 'getLeaf', ipa: g + 2 ** 22, flags: 0 },
+      ]);
+  });
+
+  it('hands a map of two pages at IPA 0 and PA 0 to the general path, with the prot remembered', () => {
+    // mapLeafFast()'s alignment test multiplies by the inverse of its leaf's size, and at
+    // address 0 every size passes it: only the size itself may say page or block. Two pages
+    // at IPA 0 into the empty entry 0 of a known level-2 table are two pages, not a block.
+    const cfg = CONFIGS[0]!;
+    const map = (ipa: number, size: number, pa: number): Op => ({
+      op: 'map',
+      ipa,
+      size,
+      pa,
+      prot: R | W,
+      flags: 0,
+    });
+    for (const fwb of [true, false])
+      runBoth(cfg, fwb, true, 8, [
+        map(2 ** 21, 4096, 0x8000_0000),
+        map(0, 2 * 4096, 0),
+        map(2 ** 22, 4 * 2 ** 21, 2 ** 23),
+        { op: 'getLeaf', ipa: 0, flags: 0 },
+        { op: 'getLeaf', ipa: 2 ** 22, flags: 0 },
       ]);
   });
 
