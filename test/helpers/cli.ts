@@ -12,7 +12,13 @@ import { cli } from '../../src/cli/app.js';
 /** The repository root. */
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Runs `s2emu ARGS` (from the sources). */
+/**
+ * How long one CLI run may take before it is killed: far beyond any test's run, so that a
+ * command that hangs (a sweep waiting on a worker, say) fails its test instead of the suite.
+ */
+const CLI_TIMEOUT_MS = 120_000;
+
+/** Runs `s2emu ARGS` (from the sources). A run killed at CLI_TIMEOUT_MS has status null. */
 export function s2emu(
   args: string[],
   input?: string,
@@ -21,8 +27,11 @@ export function s2emu(
     cwd: root,
     input,
     encoding: 'utf8',
+    timeout: CLI_TIMEOUT_MS,
+    killSignal: 'SIGKILL',
   });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const killed = r.error !== undefined ? `\n[test helper: s2emu ${args.join(' ')}: ${r.error.message}]` : '';
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr + killed };
 }
 
 /**
