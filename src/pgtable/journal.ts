@@ -278,14 +278,6 @@ function snapshot(pgt: Stage2PageTable): JournalBase {
   const pgd = pgt.pgd;
   if (pgd < 0) return { pgd, pages };
   const all = pgt.pool.pages;
-  visitTablePages(
-    {
-      geo: pgt.geo,
-      pgd,
-      words: (page) => all[page],
-      child: (lo, hi) => pgt.pool.pageOfTable(pgt.layout, lo, hi),
-    },
-    (page) => void pages.set(page, all[page]!.slice()),
-  );
+  visitTablePages(pgt.tableSource(), (page) => void pages.set(page, all[page]!.slice()));
   return { pgd, pages };
 }

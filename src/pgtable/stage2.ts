@@ -1390,13 +1390,12 @@ export class Stage2PageTable {
     visitValidDescriptors(this.tableSource(), fn, start, end);
   }
 
-  /** The live tree as tablewalk.ts reads it (cold: built per call). */
-  private tableSource(): TableSource {
-    const pages = this.pool.pages;
+  /** @internal The live tree as tablewalk.ts reads it (cold: built per call). */
+  tableSource(): TableSource {
     return {
       geo: this.geo,
       pgd: this.pgd,
-      words: (page) => pages[page],
+      words: (page) => this.pool.pages[page],
       child: (lo, hi) => this.childOf(lo, hi),
     };
   }
