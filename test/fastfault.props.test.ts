@@ -423,6 +423,64 @@ describe('the fused fault path (fastfault.ts) against the general path', () => {
     });
   }
 
+  it('takes the memslot a fault is in, at the edges of memslots that touch in IPA space', () => {
+    // Two memslots back to back in IPA space over two halves of one VMA, in the other order:
+    // slot 0 maps the VMA's second half, slot 1 its first. The page past slot 0's end is slot
+    // 1's first page, whose host page is the VMA's first; the host page past slot 0's own
+    // range is a different one. A memslot search that let a slot claim its end would map that.
+    const hx = (n: number): string => `0x${n.toString(16)}`;
+    const half = 4 * 2 ** 20;
+    const gpa = 0x4000_0000;
+    const edges = [gpa, gpa + half - 4096, gpa + half, gpa + 2 * half - 4096];
+    const s: Json = {
+      kernel: '6.17',
+      cpu: { profile: 'grace' },
+      granule: '4K',
+      physical: [{ base: '0x100000000', size: hx(2 ** 30), type: 'ram' }],
+      vmas: [{ name: 'm', start: '0x7f0000000000', size: hx(2 * half), prot: 'rw', backing: 'anon' }],
+      vm: { ipaBits: 40 },
+      memslots: [
+        { slot: 0, gpa: hx(gpa), size: hx(half), vma: 'm', offset: hx(half) },
+        { slot: 1, gpa: hx(gpa + half), size: hx(half), vma: 'm', offset: '0' },
+      ],
+      steps: [
+        ...edges.map((ipa) => ({ access: 'write', ipa: hx(ipa) })),
+        ...edges.map((ipa) => ({ access: 'read', ipa: hx(ipa + 8) })),
+      ],
+    };
+    expect(compare(s)).toEqual({ fused: 4, faults: 4 });
+  });
+
+  it('takes the VMA a fault is in, at the edge of VMAs that touch in host space', () => {
+    // One memslot over two VMAs back to back: a writable one, then a read-only one. A write
+    // to the read-only VMA's first page is the general path's -EFAULT (hva_to_pfn()'s
+    // protection check); a VMA search that let the writable VMA claim its end would map it.
+    const hx = (n: number): string => `0x${n.toString(16)}`;
+    const half = 4 * 2 ** 20;
+    const gpa = 0x4000_0000;
+    const hva = 0x7f00_0000_0000;
+    const s: Json = {
+      kernel: '6.17',
+      cpu: { profile: 'grace' },
+      granule: '4K',
+      physical: [{ base: '0x100000000', size: hx(2 ** 30), type: 'ram' }],
+      vmas: [
+        { name: 'rw', start: hx(hva), size: hx(half), prot: 'rw', backing: 'anon' },
+        { name: 'ro', start: hx(hva + half), size: hx(half), prot: 'r', backing: 'anon' },
+      ],
+      vm: { ipaBits: 40 },
+      memslots: [{ slot: 0, gpa: hx(gpa), size: hx(2 * half), hva: hx(hva) }],
+      steps: [
+        { access: 'write', ipa: hx(gpa + half - 4096) },
+        { access: 'write', ipa: hx(gpa + half) },
+        { access: 'read', ipa: hx(gpa + half + 8) },
+      ],
+    };
+    // The first write is the fused path's; the write that the read-only VMA refuses and the
+    // read (the zero page) are the general path's.
+    expect(compare(s)).toEqual({ fused: 1, faults: 3 });
+  });
+
   it('random scenarios around its case: identical tables, host state, events, costs and outputs', () => {
     let fused = 0;
     fc.assert(
