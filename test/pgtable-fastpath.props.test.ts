@@ -379,51 +379,45 @@ describe('page-table fast paths against the generic walker', () => {
     );
   });
 
+  /** A map of R|W, as the fault path makes them (so the prot is remembered between maps). */
+  const rwMap = (ipa: number, size: number, pa: number): Op => ({
+    op: 'map',
+    ipa,
+    size,
+    pa,
+    prot: R | W,
+    flags: 0,
+  });
+  /** `ops` on the 4K/40 table both ways, with FWB and without. */
+  const bothWays = (ops: Op[]): void => {
+    for (const fwb of [true, false]) runBoth(CONFIGS[0]!, fwb, true, 8, ops);
+  };
+
   it('hands a block whose PA is not aligned to it to the general path, with the prot remembered', () => {
     // mapLeafFast()'s case but for the PA: a 2M block at a PA one page past a 2M boundary,
     // with the prot of the map before it, into an empty entry of a level-2 table the walk
     // cache knows. The kernel maps it as pages (stage2_leaf_mapping_allowed() fails).
-    const cfg = CONFIGS[0]!;
     const g = 2 ** 30;
-    const map = (ipa: number, size: number, pa: number): Op => ({
-      op: 'map',
-      ipa,
-      size,
-      pa,
-      prot: R | W,
-      flags: 0,
-    });
-    for (const fwb of [true, false])
-      runBoth(cfg, fwb, true, 8, [
-        map(g, 4096, 0x8000_0000),
-        map(g + 2 ** 21, 2 ** 21, 0x8020_1000),
-        map(g + 2 ** 22, 2 ** 21, 0x8040_0000),
-        { op: 'getLeaf', ipa: g + 2 ** 21, flags: 0 },
-        { op: 'getLeaf', ipa: g + 2 ** 22, flags: 0 },
-      ]);
+    bothWays([
+      rwMap(g, 4096, 0x8000_0000),
+      rwMap(g + 2 ** 21, 2 ** 21, 0x8020_1000),
+      rwMap(g + 2 ** 22, 2 ** 21, 0x8040_0000),
+      { op: 'getLeaf', ipa: g + 2 ** 21, flags: 0 },
+      { op: 'getLeaf', ipa: g + 2 ** 22, flags: 0 },
+    ]);
   });
 
   it('hands a map of two pages at IPA 0 and PA 0 to the general path, with the prot remembered', () => {
     // mapLeafFast()'s alignment test multiplies by the inverse of its leaf's size, and at
     // address 0 every size passes it: only the size itself may say page or block. Two pages
     // at IPA 0 into the empty entry 0 of a known level-2 table are two pages, not a block.
-    const cfg = CONFIGS[0]!;
-    const map = (ipa: number, size: number, pa: number): Op => ({
-      op: 'map',
-      ipa,
-      size,
-      pa,
-      prot: R | W,
-      flags: 0,
-    });
-    for (const fwb of [true, false])
-      runBoth(cfg, fwb, true, 8, [
-        map(2 ** 21, 4096, 0x8000_0000),
-        map(0, 2 * 4096, 0),
-        map(2 ** 22, 4 * 2 ** 21, 2 ** 23),
-        { op: 'getLeaf', ipa: 0, flags: 0 },
-        { op: 'getLeaf', ipa: 2 ** 22, flags: 0 },
-      ]);
+    bothWays([
+      rwMap(2 ** 21, 4096, 0x8000_0000),
+      rwMap(0, 2 * 4096, 0),
+      rwMap(2 ** 22, 4 * 2 ** 21, 2 ** 23),
+      { op: 'getLeaf', ipa: 0, flags: 0 },
+      { op: 'getLeaf', ipa: 2 ** 22, flags: 0 },
+    ]);
   });
 
   it('takes the fast paths on the common operations (so the property compares something)', () => {
