@@ -139,12 +139,16 @@ describe('host page table: linear PTE chunks and the PTE cache', () => {
     for (let i = 0; i < 512; i++) pt.set(HOST_LEVEL_PTE, BASE + i * 4096, 5000 + i, FLAGS[0]!);
     expect(pt.lookup(BASE + 511 * 4096, l)).toBe(true);
     expect(l.pfn).toBe(5511);
+    expect(pt.explicitPteTables()).toBe(0);
+    // Emptied, the table takes a new progression from its next store.
     for (let i = 0; i < 512; i++) pt.clear(HOST_LEVEL_PTE, BASE + i * 4096);
     for (let i = 0; i < 512; i++) pt.set(HOST_LEVEL_PTE, BASE + i * 4096, 9000 - i, FLAGS[0]!);
     pt.lookup(BASE + 100 * 4096, l);
     expect(l.pfn).toBe(8900);
-    // A pfn off the progression: still read back exactly.
+    expect(pt.explicitPteTables()).toBe(0);
+    // A pfn off the progression: the table turns explicit, and reads back exactly.
     pt.set(HOST_LEVEL_PTE, BASE + 7 * 4096, 123, FLAGS[1]!);
+    expect(pt.explicitPteTables()).toBe(1);
     pt.lookup(BASE + 7 * 4096, l);
     expect([l.pfn, l.flags]).toEqual([123, FLAGS[1]]);
     pt.lookup(BASE + 8 * 4096, l);

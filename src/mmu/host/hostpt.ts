@@ -372,6 +372,16 @@ export class HostPageTable {
     if (wasTable) this.dropBelow(level, idx * this.sizes[level]!);
   }
 
+  /**
+   * PTE-level table pages held in the explicit form (ten bytes an entry; a linear one costs a
+   * bit an entry): what the host model's memory depends on. Cold: walks the PTE level.
+   */
+  explicitPteTables(): number {
+    let n = 0;
+    for (const c of this.levels[HOST_LEVEL_PTE].values()) if (c.live && c.flags !== null) n++;
+    return n;
+  }
+
   /** Remembers that PTE table `c` (key `key`) is reached through two table pointers now. */
   private rememberPte(key: number, c: Chunk): void {
     if (!this.pteCache) return;
