@@ -51,6 +51,7 @@ import type { Memslot } from './memslots.js';
 import type { S2Fault } from './fault.js';
 import { HostOp } from './host/op.js';
 import type { Kvm } from './vm.js';
+import { DOUBLE_FIELD } from '../pgtable/op.js';
 
 /** The audit's rules (see the module comment). */
 export const HOST_RULES = ['pfn', 'perm', 'memtype', 'gup'] as const;
@@ -164,7 +165,7 @@ function hx(n: number): string {
  * What record() reports: the mapping [ipa, ipa + size) at pa, and the hva of its first page.
  * Filled in place before the call (a double argument would be boxed at every call).
  */
-const rep = { ipa: 0.5, size: 0.5, pa: 0.5, pfn: 0.5, hva: 0.5 };
+const rep = { ipa: DOUBLE_FIELD, size: DOUBLE_FIELD, pa: DOUBLE_FIELD, pfn: DOUBLE_FIELD, hva: DOUBLE_FIELD };
 
 /** Records the kernel behaviour REPORT_`kind` of `rep` once, and pushes its diagnostic. */
 function record(kvm: Kvm, kind: number): void {

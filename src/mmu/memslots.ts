@@ -9,6 +9,7 @@
  */
 import { pow2 } from './host/granule.js';
 import { produce } from 'immer';
+import { DOUBLE_FIELD } from '../pgtable/op.js';
 
 /** KVM_MEM_LOG_DIRTY_PAGES. */
 export const KVM_MEM_LOG_DIRTY_PAGES = 1;
@@ -142,7 +143,7 @@ export function gfnToMemslot(set: MemslotSet, gfn: number): Memslot | undefined 
   return gfnToMemslotOp(set, GFN_SCRATCH);
 }
 
-const GFN_SCRATCH = { gfn: 0.5 };
+const GFN_SCRATCH = { gfn: DOUBLE_FIELD };
 
 /**
  * gfnToMemslot() of `at.gfn`, for the fault path: a slot placed high in the IPA space (device
@@ -176,7 +177,7 @@ export interface HvaProt {
 
 /** A fresh HvaProt to reuse. */
 export function newHvaProt(): HvaProt {
-  return { gfn: 0.5, writable: false, hva: 0.5 };
+  return { gfn: DOUBLE_FIELD, writable: false, hva: DOUBLE_FIELD };
 }
 
 /**

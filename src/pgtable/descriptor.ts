@@ -34,6 +34,7 @@ import {
   MT_S2_NORMAL_NC,
 } from './memattr.js';
 import { EINVAL } from './errno.js';
+import { DOUBLE_FIELD } from './op.js';
 
 /** 2^32, to join halves: `hi * TWO32 + lo`. */
 export const TWO32 = 4294967296;
@@ -190,8 +191,8 @@ export class AddrLayout {
   readonly hiMask: number;
   /** true for 64K pages without LPA2: PA[51:48] goes to lo bits [15:12]. */
   readonly pa5148: boolean;
-  private readonly scratch = { pa: 0.5 };
-  private readonly scratchOut: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
+  private readonly scratch = { pa: DOUBLE_FIELD };
+  private readonly scratchOut: LeafBuild = { lo: 0, hi: 0, pa: DOUBLE_FIELD };
 
   constructor(pageShift: number, lpa2 = false) {
     this.pageShift = pageShift;
@@ -391,7 +392,7 @@ export interface LeafBuild extends LeafOut {
   pa: number;
 }
 
-const LEAF_SCRATCH: LeafBuild = { lo: 0, hi: 0, pa: 0.5 };
+const LEAF_SCRATCH: LeafBuild = { lo: 0, hi: 0, pa: DOUBLE_FIELD };
 
 /**
  * kvm_init_valid_leaf_pte() for the PA in `b.pa`, into `b.lo`/`b.hi` (signed, as the table

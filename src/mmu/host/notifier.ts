@@ -13,6 +13,8 @@
  * mmu_lock), so mmu_invalidate_retry() is exercised.
  */
 
+import { DOUBLE_FIELD } from '../../pgtable/op.js';
+
 /**
  * struct mmu_notifier_range: the hvas [start, end) an event covers. The notifier reuses one
  * for every event, so a subscriber reads it during the call and keeps no reference. (As in
@@ -65,7 +67,7 @@ export class MmuNotifier {
   /** Counters. */
   readonly stats: NotifierStats = { invalidations: 0, clearYoungs: 0, racesFired: 0 };
   /** The range carrier invalidateRangeStart() and clearYoung() fill from their arguments. */
-  private readonly arg: MmuNotifierRange = { start: 0.5, end: 0.5 };
+  private readonly arg: MmuNotifierRange = { start: DOUBLE_FIELD, end: DOUBLE_FIELD };
 
   private subscriber: MmuNotifierSubscriber | null = null;
   private raceMode = 0;
